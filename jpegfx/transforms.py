@@ -55,6 +55,7 @@ __all__ = [
     "dequantise",
     "blockify",
     "unblockify",
+    "apply_block_map",
     "block_dct",
     "block_idct",
     "to_dct",
@@ -249,21 +250,24 @@ def unblockify(blocks: torch.Tensor, size: tuple[int, int] | None = None) -> tor
     return x
 
 
-def _per_block(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Apply a (64, 64) map ``out_k = Σ_j matrix[k, j] in_j`` to every block of (N, C·64, Hb, Wb)."""
+def apply_block_map(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply a (64, 64) map ``out_k = Σ_j matrix[k, j] in_j`` to every block of ``(N, C·64, Hb, Wb)``.
+
+    ``matrix`` may also be (M, 64): the output then has ``C·M`` planes.
+    """
     n, c64, hb, wb = x.shape
     y = torch.matmul(matrix.to(x.dtype), x.reshape(n, c64 // NCOEF, NCOEF, hb * wb))
-    return y.reshape(n, c64, hb, wb)
+    return y.reshape(n, -1, hb, wb)
 
 
 def block_dct(blocks: torch.Tensor) -> torch.Tensor:
     """DCT of every block: pixel blocks ``(N, C·64, Hb, Wb)`` → coefficients, same layout."""
-    return _per_block(blocks, _dct_basis())
+    return apply_block_map(blocks, _dct_basis())
 
 
 def block_idct(coefficients: torch.Tensor) -> torch.Tensor:
     """Inverse DCT of every block: coefficients ``(N, C·64, Hb, Wb)`` → pixel blocks, same layout."""
-    return _per_block(coefficients, _dct_basis().T)
+    return apply_block_map(coefficients, _dct_basis().T)
 
 
 def to_dct(x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,93 @@
+"""Shared machinery of the JPEG-domain modules.
+
+Every JPEG-domain activation is a tensor ``(N, C·64, Hb, Wb)`` (see :mod:`jpegfx.transforms`) whose
+logical size is static: each module knows the :class:`~jpegfx.transforms.BlockGeometry` of its input
+and output, fixed when it is built from its spatial counterpart.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from jpegfx import transforms as T
+from jpegfx.transforms import NCOEF, BlockGeometry
+
+
+class JpegModule(nn.Module):
+    """Base class: a module mapping JPEG-domain tensors of ``in_geometry`` to ``out_geometry``."""
+
+    def __init__(self, in_geometry: BlockGeometry, out_geometry: BlockGeometry | None = None) -> None:
+        super().__init__()
+        self.in_geometry = in_geometry
+        self.out_geometry = in_geometry if out_geometry is None else out_geometry
+
+    def extra_repr(self) -> str:
+        a, b = self.in_geometry, self.out_geometry
+        return f"{a.h}x{a.w} -> {b.h}x{b.w}"
+
+
+def channels_of(x: torch.Tensor) -> int:
+    """Number of image channels C of a JPEG-domain tensor ``(N, C·64, Hb, Wb)``."""
+    return x.shape[1] // NCOEF
+
+
+def to_spatial(x: torch.Tensor, geometry: BlockGeometry) -> torch.Tensor:
+    """JPEG-domain ``(N, C·64, Hb, Wb)`` → pixels ``(N, C, h, w)`` (exact inverse DCT, cropped)."""
+    return T.from_dct(x, (geometry.h, geometry.w))
+
+
+def to_jpeg(x: torch.Tensor) -> torch.Tensor:
+    """Pixels ``(N, C, h, w)`` → JPEG-domain ``(N, C·64, Hb, Wb)`` with zero padding."""
+    return T.to_dct(x)
+
+
+def block_pixel_mask(geometry: BlockGeometry, dtype: torch.dtype) -> torch.Tensor:
+    """(64, Hb, Wb) mask in block-pixel layout: 1 on logical pixels, 0 on padding."""
+    return T.blockify(geometry.pixel_mask())[0].to(dtype)
+
+
+def constant_pattern(geometry: BlockGeometry, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """(C·64, Hb, Wb): ``c · pattern`` adds ``c`` to every logical pixel of every channel."""
+    return geometry.constant_pattern().to(dtype).repeat(channels, 1, 1)
+
+
+def add_channel_constant(x: torch.Tensor, shift: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
+    """Add the per-channel constant ``shift`` (C,) to every logical pixel of ``x``.
+
+    ``pattern`` is the (64, Hb, Wb) :meth:`BlockGeometry.constant_pattern`: on whole blocks it is
+    8 on DC and 0 elsewhere (orthonormal DC = 8 · mean), on partial blocks it keeps the padding zero.
+    """
+    n, c64, hb, wb = x.shape
+    bias = shift.reshape(-1, 1, 1, 1) * pattern.unsqueeze(0)  # (C, 64, Hb, Wb)
+    return x + bias.reshape(1, c64, hb, wb)
+
+
+class PaddingMask(nn.Module):
+    """Zero the padding pixels of the last block row / column (exact; identity when aligned).
+
+    Boundary blocks get ``F' = P F`` with ``P = D · diag(valid) · Dᵀ``; the valid pixels of a block
+    in the last row/column are a product of a row and a column mask, so one 64×64 map for the last
+    block row and one for the last block column suffice (the corner gets both).
+    """
+
+    def __init__(self, geometry: BlockGeometry, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.geometry = geometry
+        d = T.dct_basis()
+        rows = torch.arange(T.BLOCK)
+        row_valid = (rows < (geometry.h - 8 * (geometry.hb - 1))).double()
+        col_valid = (rows < (geometry.w - 8 * (geometry.wb - 1))).double()
+        ones = torch.ones(T.BLOCK, dtype=torch.float64)
+        self.mask_rows = geometry.h % T.BLOCK != 0
+        self.mask_cols = geometry.w % T.BLOCK != 0
+        row_map = d @ torch.diag(torch.kron(row_valid, ones)) @ d.T
+        col_map = d @ torch.diag(torch.kron(ones, col_valid)) @ d.T
+        self.register_buffer("row_map", row_map.to(dtype), persistent=False)
+        self.register_buffer("col_map", col_map.to(dtype), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mask_rows:
+            x = torch.cat([x[:, :, :-1], T.apply_block_map(x[:, :, -1:], self.row_map)], dim=2)
+        if self.mask_cols:
+            x = torch.cat([x[:, :, :, :-1], T.apply_block_map(x[:, :, :, -1:], self.col_map)], dim=3)
+        return x

@@ -1,0 +1,138 @@
+"""Pooling in the JPEG domain (paper §4.5 for global pooling).
+
+* :class:`JpegAdaptiveAvgPool2d` to (1, 1): the channel mean is ``8 · Σ DC / (h · w)`` over all blocks
+  (a block's DC is 8 × its mean = its pixel sum / 8; padding pixels are zero, so partial boundary blocks are weighted
+  correctly by construction). The result leaves the JPEG domain: ``(N, C, 1, 1)`` like the spatial op.
+  Other output sizes go through the exact spatial route.
+* :class:`JpegMaxPool2d`:
+    - ``exact``: block IDCT → max-pool on the logical image → block DCT;
+    - ``asm`` (k frequencies): the same masking idea as ASM ReLU. The winner of each window is chosen
+      on the k-frequency reconstruction ``Dᵀ_k F``, and its value is read from the exact
+      reconstruction. Ties and near-ties are the only source of error; the output is always one of
+      the true input values of the window. ``k = 15`` is exact.
+* :class:`JpegAvgPool2d`: exact through block IDCT → average pool → block DCT (PyTorch's
+  ``ceil_mode``/``count_include_pad``/``divisor_override`` semantics are those of the spatial op).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from jpegfx import transforms as T
+from jpegfx.ops.base import JpegModule, to_jpeg, to_spatial
+from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
+
+MAXPOOL_MODES = ("exact", "asm")
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _pool_geometry(g: BlockGeometry, kernel, stride, padding, dilation=1, ceil_mode=False) -> BlockGeometry:
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (kernel, stride, padding, dilation))
+    probe = torch.empty(1, 1, g.h, g.w, device="meta")
+    out = F.max_pool2d(probe, (kh, kw), (sh, sw), (ph, pw), (dh, dw), ceil_mode)
+    return BlockGeometry(*out.shape[-2:])
+
+
+class JpegMaxPool2d(JpegModule):
+    """``nn.MaxPool2d`` on JPEG-domain tensors, exact or with ASM-style winner selection."""
+
+    def __init__(self, kernel_size, stride, padding, dilation, ceil_mode: bool, geometry: BlockGeometry,
+                 mode: str = "exact", frequencies: int = MAX_FREQUENCIES,
+                 dtype: torch.dtype = torch.float32) -> None:
+        stride = kernel_size if stride is None else stride
+        super().__init__(geometry, _pool_geometry(geometry, kernel_size, stride, padding, dilation, ceil_mode))
+        if mode not in MAXPOOL_MODES:
+            raise ValueError(f"unknown max-pool mode {mode!r}; expected one of {MAXPOOL_MODES}")
+        self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
+        self.dilation, self.ceil_mode, self.mode, self.frequencies = _pair(dilation), ceil_mode, mode, frequencies
+        keep = T.frequency_mask(frequencies).double()
+        self.register_buffer("approx_inverse", (T.dct_basis() * keep[:, None]).T.to(dtype), persistent=False)
+
+    @classmethod
+    def from_spatial(cls, pool: nn.MaxPool2d, geometry: BlockGeometry, mode: str = "exact",
+                     frequencies: int = MAX_FREQUENCIES, dtype: torch.dtype = torch.float32) -> JpegMaxPool2d:
+        if pool.return_indices:
+            raise ValueError("MaxPool2d with return_indices=True has no JPEG-domain lowering")
+        return cls(pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode, geometry,
+                   mode, frequencies, dtype)
+
+    def _pool(self, x: torch.Tensor, indices: bool = False):
+        return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+                            return_indices=indices)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        exact = to_spatial(x, self.in_geometry)
+        if self.mode == "exact":
+            return to_jpeg(self._pool(exact))
+        g = self.in_geometry
+        approx = T.unblockify(T.apply_block_map(x, self.approx_inverse), (g.h, g.w))
+        _, winners = self._pool(approx, indices=True)
+        picked = exact.flatten(2).gather(2, winners.flatten(2)).reshape(winners.shape)
+        return to_jpeg(picked)
+
+    def extra_repr(self) -> str:
+        k = "" if self.mode == "exact" else f", k={self.frequencies}"
+        return (f"kernel={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"mode={self.mode}{k}, {super().extra_repr()}")
+
+
+class JpegAvgPool2d(JpegModule):
+    """``nn.AvgPool2d`` on JPEG-domain tensors (exact)."""
+
+    def __init__(self, pool: nn.AvgPool2d, geometry: BlockGeometry) -> None:
+        stride = pool.kernel_size if pool.stride is None else pool.stride
+        probe = torch.empty(1, 1, geometry.h, geometry.w, device="meta")
+        out = F.avg_pool2d(probe, pool.kernel_size, stride, pool.padding, pool.ceil_mode,
+                           pool.count_include_pad, pool.divisor_override)
+        super().__init__(geometry, BlockGeometry(*out.shape[-2:]))
+        self.pool = nn.AvgPool2d(pool.kernel_size, stride, pool.padding, pool.ceil_mode,
+                                 pool.count_include_pad, pool.divisor_override)
+
+    @classmethod
+    def from_spatial(cls, pool: nn.AvgPool2d, geometry: BlockGeometry) -> JpegAvgPool2d:
+        return cls(pool, geometry)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_jpeg(self.pool(to_spatial(x, self.in_geometry)))
+
+
+class JpegAdaptiveAvgPool2d(JpegModule):
+    """``nn.AdaptiveAvgPool2d`` ending the JPEG domain: returns spatial ``(N, C, oh, ow)``.
+
+    Global pooling (output 1×1) reads only the DC coefficients (paper Fig. 2).
+    """
+
+    def __init__(self, output_size, geometry: BlockGeometry) -> None:
+        oh, ow = _pair(output_size) if output_size is not None else (geometry.h, geometry.w)
+        oh, ow = (geometry.h if oh is None else oh), (geometry.w if ow is None else ow)
+        super().__init__(geometry, BlockGeometry(oh, ow))
+        self.output_size = (oh, ow)
+
+    @classmethod
+    def from_spatial(cls, pool: nn.AdaptiveAvgPool2d, geometry: BlockGeometry) -> JpegAdaptiveAvgPool2d:
+        return cls(pool.output_size, geometry)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.output_size == (1, 1):
+            n, c64, hb, wb = x.shape
+            dc = x.reshape(n, c64 // NCOEF, NCOEF, hb * wb)[:, :, 0]
+            return (dc.sum(dim=-1) * (8.0 / (self.in_geometry.h * self.in_geometry.w))).reshape(n, -1, 1, 1)
+        return F.adaptive_avg_pool2d(to_spatial(x, self.in_geometry), self.output_size)
+
+
+class JpegAdd(nn.Module):
+    """Element-wise addition (paper §4.4): ``J(a + b) = J(a) + J(b)``, coefficient by coefficient."""
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + b
+
+
+class JpegToSpatial(JpegModule):
+    """Leave the JPEG domain: ``(N, C·64, Hb, Wb)`` → pixels ``(N, C, h, w)`` (exact)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_spatial(x, self.in_geometry)
