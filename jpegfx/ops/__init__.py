@@ -14,7 +14,14 @@ from jpegfx.ops.conv import (
     conv_macs,
     fused_map_bytes,
 )
-from jpegfx.ops.pool import JpegAdaptiveAvgPool2d, JpegAdd, JpegAvgPool2d, JpegMaxPool2d, JpegToSpatial
+from jpegfx.ops.pool import (
+    JpegAdaptiveAvgPool2d,
+    JpegAdd,
+    JpegAvgPool2d,
+    JpegMaxPool2d,
+    JpegShortcutA,
+    JpegToSpatial,
+)
 from jpegfx.ops.relu import JpegReLU, relu_block_error
 
 __all__ = [
@@ -28,6 +35,7 @@ __all__ = [
     "JpegMaxPool2d",
     "JpegModule",
     "JpegReLU",
+    "JpegShortcutA",
     "JpegToSpatial",
     "MapBudgetError",
     "PaddingMask",

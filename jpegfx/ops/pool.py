@@ -136,3 +136,19 @@ class JpegToSpatial(JpegModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return to_spatial(x, self.in_geometry)
+
+
+class JpegShortcutA(JpegModule):
+    """CIFAR option-A shortcut: keep every ``stride``-th pixel, then add ``pad_channels`` zero
+    channels on each side. Exact: subsampling through the pixel domain; the zero channels are zero
+    coefficient planes (``pad_channels · 64`` planes on each side in the (N, C·64, Hb, Wb) layout)."""
+
+    def __init__(self, stride: int, pad_channels: int, geometry: BlockGeometry) -> None:
+        super().__init__(geometry, BlockGeometry(-(-geometry.h // stride), -(-geometry.w // stride)))
+        self.stride, self.pad_channels = stride, pad_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride > 1:
+            x = to_jpeg(to_spatial(x, self.in_geometry)[:, :, :: self.stride, :: self.stride])
+        pad = self.pad_channels * NCOEF
+        return F.pad(x, (0, 0, 0, 0, pad, pad))
