@@ -22,7 +22,7 @@ from jpegfx.ops import DEFAULT_MAP_BUDGET, LOWERINGS
 from jpegfx.ops.relu import MODES as RELU_MODES
 from jpegfx.passes.context import LayerRecord, PassContext
 from jpegfx.registry import ConvertOptions
-from jpegfx.transforms import MAX_FREQUENCIES
+from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ class JpegModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: the normalised model input in the JPEG domain, ``(N, C·64, Hb, Wb)``."""
+        g = BlockGeometry(*self.spec.input_size)
+        expected = (self.spec.channels * NCOEF, g.hb, g.wb)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected:
+            raise ValueError(f"JPEG-domain input of shape {tuple(x.shape)} does not match the model's "
+                             f"(N, {expected[0]}, {expected[1]}, {expected[2]}) for {self.spec.channels} channel(s) "
+                             f"at {g.h}x{g.w}")
         return self.network(x)
 
 

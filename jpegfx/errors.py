@@ -17,7 +17,8 @@ class ConversionError(JpegfxError):
 class UnsupportedModelError(ConversionError):
     """The model holds ops with no JPEG-domain lowering; ``problems`` lists every one of them."""
 
-    def __init__(self, problems: list[str], pass_name: str | None = None) -> None:
-        self.problems = problems
+    def __init__(self, problems: list[str], pass_name: str | None = None, hint: str = "") -> None:
+        self.problems, self.hint = problems, hint
         head = f"{len(problems)} unsupported op kind(s) in the JPEG-domain part of the model:"
-        super().__init__("\n".join([head, *(f"  - {p}" for p in problems)]), pass_name)
+        lines = [head, *(f"  - {p}" for p in problems)] + ([f"  hint: {hint}"] if hint else [])
+        super().__init__("\n".join(lines), pass_name)

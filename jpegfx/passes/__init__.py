@@ -62,7 +62,7 @@ def _rename(e: ConversionError, name: str) -> tuple:
     from jpegfx.errors import UnsupportedModelError
 
     if isinstance(e, UnsupportedModelError):
-        return (e.problems, name)
+        return (e.problems, name, e.hint)
     return (str(e), name)
 
 

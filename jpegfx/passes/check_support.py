@@ -25,6 +25,6 @@ def check_support(gm: fx.GraphModule, context: PassContext) -> fx.GraphModule:
         for (op, reason), names in groups.items():
             shown = ", ".join(names[:4]) + (f", … (+{len(names) - 4})" if len(names) > 4 else "")
             problems.append(f"{op} ×{len(names)} [{shown}]: {reason}")
-        raise UnsupportedModelError(problems + [f"hint: {HINT}"], "check_support")
+        raise UnsupportedModelError(problems, "check_support", HINT)
     log.info("check_support: every JPEG-domain node has a lowering")
     return gm

@@ -43,7 +43,10 @@ def _pool_module(node: fx.Node) -> nn.Module | None:
     cls, names = POOL_FUNCTIONS[node.target]
     values = dict(zip(names, node.args[1:]))
     values.update({k: v for k, v in node.kwargs.items() if k in names})
-    if any(isinstance(v, fx.Node) for v in values.values()) or set(node.kwargs) - set(names) - {"input"}:
+    extra = {k: v for k, v in node.kwargs.items() if k not in names and k != "input"}
+    if extra.get("return_indices") is False:
+        del extra["return_indices"]
+    if any(isinstance(v, fx.Node) for v in values.values()) or extra:
         return None  # dynamic arguments or return_indices: leave it for check_support to report
     try:
         return cls(**values)

@@ -64,6 +64,8 @@ def _classify(gm: fx.GraphModule, node: fx.Node, context: PassContext) -> tuple[
 
 
 def propagate_shapes(gm: fx.GraphModule, context: PassContext) -> fx.GraphModule:
+    modes = {m: m.training for m in gm.modules()}
+    gm.eval()  # the example run must not touch BatchNorm running statistics
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(context.example_input())
@@ -72,6 +74,9 @@ def propagate_shapes(gm: fx.GraphModule, context: PassContext) -> fx.GraphModule
         raise ConversionError(
             f"the model does not run on a {context.in_channels}x{context.input_size[0]}x{context.input_size[1]} "
             f"input: {first}", "propagate_shapes") from e
+    finally:
+        for module, training in modes.items():
+            module.training = training
     counts = {"jpeg": 0, "spatial": 0}
     for node in gm.graph.nodes:
         domain, reason = _classify(gm, node, context)

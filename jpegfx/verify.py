@@ -1,0 +1,122 @@
+"""``jpegfx.verify``: run a spatial model and its JPEG-domain conversion side by side.
+
+The report gives the max abs and max relative output error, the top-1 agreement and, when the
+relative error exceeds the tolerance, the first diverging layer: both graphs run node by node
+(fx ``Interpreter``), and each JPEG-domain value, decoded to pixels, is compared with its spatial
+twin (the lowering keeps node names, so twins share a name) in topological order.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from jpegfx import passes
+from jpegfx.convert import JpegModel
+
+from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext
+from jpegfx.registry import ConvertOptions
+from jpegfx.transforms import from_dct, to_dct
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
+
+
+@dataclass(frozen=True)
+class Divergence:
+    node: str
+    target: str
+    rel_error: float
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    max_abs_error: float
+    max_rel_error: float
+    top1_agreement: float
+    tolerance: float
+    first_divergence: Divergence | None
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_error <= self.tolerance
+
+    def summary(self) -> str:
+        s = (f"max abs {self.max_abs_error:.3e}, max rel {self.max_rel_error:.3e} (tol {self.tolerance:.0e}), "
+             f"top-1 agreement {100 * self.top1_agreement:.2f}%")
+        if self.first_divergence is not None:
+            d = self.first_divergence
+            s += f"; first divergence at {d.node} ({d.target}): rel {d.rel_error:.3e}"
+        return s
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.values: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if isinstance(out, torch.Tensor):
+            self.values[n.name] = out.detach().clone()  # later in-place ops (ReLU(inplace=True)) must not alter it
+        return out
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
+def _spatial_graph(model: nn.Module, jpeg_model: JpegModel) -> fx.GraphModule:
+    spec = jpeg_model.spec
+    context = PassContext(ConvertOptions(), spec.input_size, spec.channels)
+    gm = passes.trace_model(copy.deepcopy(model), context)
+    for p in passes.FRONTEND[:1]:  # the same functional normalisation → the same node names
+        gm = p(gm, context)
+    return gm
+
+
+def first_divergence(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, tolerance: float) -> Divergence | None:
+    """The first JPEG-domain node whose decoded value differs from its spatial twin beyond tolerance."""
+    spatial = _Recorder(_spatial_graph(model, jpeg_model))
+    jpeg = _Recorder(jpeg_model.network)
+    with torch.no_grad():
+        spatial.run(x)
+        jpeg.run(to_dct(x))
+    for node in jpeg_model.network.graph.nodes:
+        if node.name not in spatial.values or node.name not in jpeg.values:
+            continue
+        value = jpeg.values[node.name]
+        if node.meta.get(DOMAIN) == "jpeg" and GEOMETRY in node.meta:
+            g = node.meta[GEOMETRY]
+            value = from_dct(value, (g.h, g.w))
+        reference = spatial.values[node.name]
+        if value.shape == reference.shape and _rel(value, reference) > tolerance:
+            target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+            return Divergence(node.name, target, _rel(value, reference))
+    return None
+
+
+def verify(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, *, tolerance: float | None = None) -> VerifyReport:
+    """Compare ``model(x)`` with ``jpeg_model`` on the same input.
+
+    ``x``: the spatial model's input ``(N, C, h, w)`` (normalised pixels); the JPEG-domain model gets
+    its exact DCT. Both models should be in eval mode.
+    """
+    tolerance = DEFAULT_TOLERANCE.get(x.dtype, 1e-4) if tolerance is None else tolerance
+    with torch.no_grad():
+        reference = model(x)
+        output = jpeg_model(to_dct(x))
+    abs_error = float((output - reference).abs().max())
+    rel_error = _rel(output, reference)
+    top1 = float((output.flatten(1).argmax(1) == reference.flatten(1).argmax(1)).float().mean())
+    divergence = first_divergence(model, jpeg_model, x, tolerance) if rel_error > tolerance else None
+    report = VerifyReport(abs_error, rel_error, top1, tolerance, divergence)
+    log.info("verify: %s", report.summary())
+    return report
+
+
