@@ -1,0 +1,166 @@
+"""The ``jpegfx`` command line. Prints for people, ``--json`` for programs; errors are one line on
+stderr with exit status 2 (verification failures exit 1)."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import pickle
+import sys
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import jpegfx
+from jpegfx import models
+from jpegfx.errors import JpegfxError, UnsupportedModelError
+
+NATIVE_SIZE = {"paper": 32, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
+               "resnet18": 224, "resnet34": 224, "resnet50": 224}
+
+
+class CliError(Exception):
+    """A one-line error for the user."""
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x")) if "x" in text.lower() else (int(text),) * 2
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 224x224), got {text!r}") from None
+    if h < 1 or w < 1:
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+    return h, w
+
+
+def load_model(spec: str, channels: int | None, weights: Path | None) -> nn.Module:
+    """A zoo name or ``module:factory``; weights are a state_dict read with ``weights_only=True``."""
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as e:
+            raise CliError(f"cannot load model factory {spec!r}: {e}") from None
+        model = factory()
+    else:
+        options = {} if channels is None else {"in_channels": channels}
+        model = models.create_model(spec, **options)
+    if weights is not None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CliError(f"weights file not found: {weights}") from None
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
+            raise CliError(f"{weights}: not a safe state_dict file: it holds objects other than tensors, or is "
+                           f"not a torch.save file ({type(e).__name__}); jpegfx never unpickles code") from None
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise CliError(f"{weights}: expected a state_dict (a dict of tensors)")
+        expected = model.state_dict()
+        wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+        if wrong:
+            k = wrong[0]
+            raise CliError(f"{weights}: weights do not match the model: {len(wrong)} tensor(s) of the wrong shape "
+                           f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        result = model.load_state_dict(state, strict=False)
+        if result.missing_keys or result.unexpected_keys:
+            raise CliError(f"{weights}: weights do not match the model: {len(result.missing_keys)} missing "
+                           f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
+                           f"(e.g. {result.unexpected_keys[:2]})")
+    return model
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    model = load_model(args.model, args.channels, args.weights)
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    model = model.to(dtype).eval()
+    size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
+    jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies,
+                                lowering=args.lowering, maxpool=args.maxpool)
+    channels = jpeg_model.spec.channels
+    x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    report = jpegfx.verify(model, jpeg_model, x) if args.check > 0 else None
+    exact = args.relu == "exact" and args.maxpool == "exact"
+    failed = report is not None and exact and not report.ok
+    summary = {
+        "model": args.model, "input_size": list(size), "channels": channels, "relu": args.relu,
+        "frequencies": args.frequencies, "conversion_seconds": round(jpeg_model.seconds, 3),
+        "lowered": dict(Counter(r.spatial for r in jpeg_model.records)),
+        "layers": [{"node": r.node, "op": r.spatial, "lowering": r.detail, "map_bytes": r.map_bytes,
+                    "in": [r.in_geometry.h, r.in_geometry.w], "out": [r.out_geometry.h, r.out_geometry.w]}
+                   for r in jpeg_model.records],
+        "verification": None if report is None else {
+            "images": args.check, "max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error,
+            "top1_agreement": report.top1_agreement, "tolerance": report.tolerance, "ok": report.ok,
+            "first_divergence": None if report.first_divergence is None else report.first_divergence.node},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary, report)
+    return 1 if failed else 0
+
+
+def _print_summary(summary: dict, report) -> None:
+    h, w = summary["input_size"]
+    print(f"{summary['model']}: {summary['channels']}x{h}x{w}, relu={summary['relu']}"
+          + ("" if summary["relu"] == "exact" else f"(k={summary['frequencies']})")
+          + f", converted in {summary['conversion_seconds']:.2f} s")
+    print("nodes lowered: " + ", ".join(f"{op} {n}" for op, n in summary["lowered"].items()))
+    print(f"{'node':<28} {'op':<18} {'lowering':<12} {'in':>9} {'out':>9} {'map MiB':>8}")
+    for layer in summary["layers"]:
+        if layer["op"] in ("Conv2d", "MaxPool2d") or layer["lowering"] != "exact":
+            print(f"{layer['node']:<28} {layer['op']:<18} {layer['lowering']:<12} "
+                  f"{'x'.join(map(str, layer['in'])):>9} {'x'.join(map(str, layer['out'])):>9} "
+                  f"{layer['map_bytes'] / 2**20:>8.1f}")
+    if report is not None:
+        verdict = "OK" if report.ok else ("FAILED" if summary["relu"] == "exact" else "approximate")
+        print(f"verification on {summary['verification']['images']} random input(s): {report.summary()} -> {verdict}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jpegfx", description="Run ResNets on JPEG DCT coefficients.")
+    parser.add_argument("--version", action="version", version=f"jpegfx {jpegfx.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each pass does")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("convert", help="convert a spatial model to the JPEG domain and verify it",
+                       description="Convert a spatial model to the JPEG domain, print what each layer became, "
+                                   "and verify it against the spatial model on random inputs. Exits 1 when "
+                                   "exact-mode verification fails.")
+    p.add_argument("--model", default="resnet18",
+                   help=f"a zoo name ({', '.join(models.MODELS)}) or module:factory (default resnet18)")
+    p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
+    p.add_argument("--input-size", type=_size, help="HxW (default: the model's native size)")
+    p.add_argument("--channels", type=int, help="input channels of a zoo model")
+    p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
+    p.add_argument("--frequencies", type=int, default=15, help="spatial frequencies k for asm/apx (1..15)")
+    p.add_argument("--maxpool", choices=["exact", "asm"], default="exact")
+    p.add_argument("--lowering", choices=["auto", "fused", "factored", "pointwise"], default="auto")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--check", type=int, default=4, metavar="N", help="verify on N random inputs (0: skip)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    p.set_defaults(func=cmd_convert)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except UnsupportedModelError as e:
+        print(f"jpegfx: error: {e}", file=sys.stderr)
+        return 2
+    except (CliError, JpegfxError, ValueError, TypeError, MemoryError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        print(f"jpegfx: error: {first}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The ``jpegfx`` command line, end to end in a subprocess: output, --json, and one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from jpegfx import models
+
+
+def run(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "jpegfx", *args], capture_output=True, text=True,
+                          timeout=300, cwd=cwd, env=env)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jpegfx: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_convert_json_reports_layers_and_exact_verification():
+    result = run("convert", "--model", "paper", "--check", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["input_size"] == [32, 32] and summary["channels"] == 1
+    assert summary["lowered"]["Conv2d"] == 9 and summary["lowered"]["BatchNorm2d"] == 9  # stem, 3 blocks, 2 projections
+    assert summary["verification"]["ok"] and summary["verification"]["top1_agreement"] == 1.0
+    assert summary["verification"]["max_rel_error"] < 1e-5
+
+
+def test_convert_prints_a_table_and_approximate_modes_do_not_fail():
+    result = run("convert", "--model", "resnet20", "--relu", "asm", "--frequencies", "4", "--check", "2")
+    assert result.returncode == 0, result.stderr
+    assert "asm(k=4)" in result.stdout and "-> approximate" in result.stdout
+
+
+def test_convert_with_saved_weights(tmp_path):
+    model = models.create_model("paper")
+    path = tmp_path / "paper.pt"
+    torch.save(model.state_dict(), path)
+    result = run("convert", "--model", "paper", "--weights", str(path), "--check", "1", "--json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_unknown_model():
+    assert_one_line_error(run("convert", "--model", "vgg16"), "unknown model 'vgg16'", "resnet18")
+
+
+def test_missing_weights_file(tmp_path):
+    assert_one_line_error(run("convert", "--model", "paper", "--weights", str(tmp_path / "none.pt")),
+                          "weights file not found")
+
+
+def test_weights_with_wrong_keys(tmp_path):
+    path = tmp_path / "wrong.pt"
+    torch.save(models.create_model("resnet20").state_dict(), path)
+    assert_one_line_error(run("convert", "--model", "paper", "--weights", str(path)),
+                          "weights do not match the model")
+
+
+class NotAStateDict:
+    pass
+
+
+def test_pickle_that_is_not_a_state_dict_is_refused_without_unpickling(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": NotAStateDict()}, f)
+    assert_one_line_error(run("convert", "--model", "paper", "--weights", str(path)), "not a safe state_dict")
+
+
+def test_unsupported_model_lists_every_op(tmp_path):
+    (tmp_path / "custom_net.py").write_text(textwrap.dedent("""
+        import torch
+        from torch import nn
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv = nn.Conv2d(3, 4, 3, padding=1)
+                self.act = nn.GELU()
+                self.up = nn.Upsample(scale_factor=2)
+                self.pool = nn.AdaptiveAvgPool2d(1)
+            def forward(self, x):
+                return self.pool(self.up(self.act(self.conv(x)))).flatten(1)
+        def build():
+            return Net()
+    """))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = run("convert", "--model", "custom_net:build", "--input-size", "16x16", env=env)
+    assert result.returncode == 2
+    assert "GELU (module) ×1 [act]" in result.stderr and "Upsample (module) ×1 [up]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("size", ["abc", "0x4"])
+def test_bad_input_size(size):
+    result = run("convert", "--model", "paper", "--input-size", size)
+    assert result.returncode == 2 and "--input-size" in result.stderr
+
+
+def test_help():
+    result = run("convert", "--help")
+    assert result.returncode == 0 and "--relu" in result.stdout
