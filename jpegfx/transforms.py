@@ -234,17 +234,23 @@ def _coefficient_mask(h: int, w: int) -> torch.Tensor:
 def blockify(x: torch.Tensor) -> torch.Tensor:
     """B (eq. 4): pixels ``(N, C, h, w)`` → pixel blocks ``(N, C·64, Hb, Wb)``, zero-padded.
 
-    Plane ``64c + 8m + n`` holds pixel ``(m, n)`` of each block of channel ``c``.
+    Plane ``64c + 8m + n`` holds pixel ``(m, n)`` of each block of channel ``c`` (the order of
+    ``pixel_unshuffle(·, 8)``, written as reshape + permute so that ONNX export sees plain ops).
     """
-    h, w = x.shape[-2:]
+    c, h, w = (int(d) for d in x.shape[-3:])  # logical sizes are static: constants in exported graphs
     g = BlockGeometry(h, w)
-    x = F.pad(x, (0, g.padded[1] - w, 0, g.padded[0] - h))
-    return F.pixel_unshuffle(x, BLOCK)
+    if (h, w) != g.padded:
+        x = F.pad(x, (0, g.padded[1] - w, 0, g.padded[0] - h))
+    x = x.reshape(-1, c, g.hb, BLOCK, g.wb, BLOCK).permute(0, 1, 3, 5, 2, 4)  # (N, C, m, n, Hb, Wb)
+    return x.reshape(-1, c * NCOEF, g.hb, g.wb)
 
 
 def unblockify(blocks: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Inverse of :func:`blockify`: ``(N, C·64, Hb, Wb)`` → ``(N, C, h, w)`` cropped to ``size``."""
-    x = F.pixel_shuffle(blocks, BLOCK)
+    c64, hb, wb = (int(d) for d in blocks.shape[-3:])
+    c = c64 // NCOEF
+    x = blocks.reshape(-1, c, BLOCK, BLOCK, hb, wb).permute(0, 1, 4, 2, 5, 3)  # (N, C, Hb, m, Wb, n)
+    x = x.reshape(-1, c, hb * BLOCK, wb * BLOCK)
     if size is not None:
         x = x[..., : size[0], : size[1]]
     return x
@@ -255,9 +261,9 @@ def apply_block_map(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
 
     ``matrix`` may also be (M, 64): the output then has ``C·M`` planes.
     """
-    n, c64, hb, wb = x.shape
-    y = torch.matmul(matrix.to(x.dtype), x.reshape(n, c64 // NCOEF, NCOEF, hb * wb))
-    return y.reshape(n, -1, hb, wb)
+    c64, hb, wb = (int(d) for d in x.shape[-3:])
+    y = torch.matmul(matrix.to(x.dtype), x.reshape(-1, c64 // NCOEF, NCOEF, hb * wb))
+    return y.reshape(-1, (c64 // NCOEF) * matrix.shape[0], hb, wb)
 
 
 def block_dct(blocks: torch.Tensor) -> torch.Tensor:
