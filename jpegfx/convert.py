@@ -1,9 +1,16 @@
 """``jpegfx.convert``: a spatial ResNet in, a JPEG-domain model out.
 
-The returned :class:`JpegModel` holds ``network``, an fx GraphModule produced by the pass pipeline
-(:mod:`jpegfx.passes`) whose input is the model's input image in the JPEG domain
-``(N, C·64, Hb, Wb)`` (q = 1; already colour-converted and normalised), and ``records``, what each
-node was lowered to. The original model is never mutated (it is deep-copied before tracing).
+The returned :class:`JpegModel` takes a :class:`~jpegfx.jpeg.JpegBatch` (quantised coefficients and
+per-image tables, e.g. from :func:`jpegfx.jpeg.read_jpeg`). It holds
+
+* ``input_stages``: :class:`~jpegfx.ops.input.JpegInputStage` per colour space and sampling layout
+  (dequantise, upsample chroma, colour-convert, normalise: the model's input in the JPEG domain);
+* ``network``: the fx GraphModule made by the pass pipeline (:mod:`jpegfx.passes`), on
+  ``(N, C·64, Hb, Wb)`` tensors; calling the model on such a tensor (the DCT of the normalised
+  input, :func:`jpegfx.transforms.to_dct`) skips the input stage;
+* ``records``: what each node was lowered to.
+
+The original model is never mutated (it is deep-copied before tracing).
 """
 from __future__ import annotations
 
@@ -16,15 +23,20 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from jpegfx import jpeg as jpeg_io
 from jpegfx import passes
 from jpegfx.errors import ConversionError
 from jpegfx.ops import DEFAULT_MAP_BUDGET, LOWERINGS
+from jpegfx.ops.input import UPSAMPLING, JpegInputStage, batch_tensors, input_stage_key, normalization, spatial_model_input
 from jpegfx.ops.relu import MODES as RELU_MODES
 from jpegfx.passes.context import LayerRecord, PassContext
 from jpegfx.registry import ConvertOptions
 from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
 
 log = logging.getLogger(__name__)
+
+
+SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray")
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,14 @@ class ModelSpec:
     subsampling: str
     relu: str
     frequencies: int
+    upsampling: str = "fancy"
+
+    def samplings(self) -> tuple[str, tuple[tuple[int, int], ...]]:
+        """(colour space, per-component sampling factors) of the spec's default JPEG layout."""
+        if self.subsampling == "gray":
+            return "gray", ((1, 1),)
+        luma = jpeg_io.SUBSAMPLINGS[self.subsampling]
+        return "ycbcr", (luma, (1, 1), (1, 1))
 
 
 class JpegModel(nn.Module):
@@ -44,12 +64,36 @@ class JpegModel(nn.Module):
     what each node was lowered to (``records``) and the conversion time in ``seconds``."""
 
     def __init__(self, network: fx.GraphModule, spec: ModelSpec, records: list[LayerRecord],
-                 seconds: float) -> None:
+                 seconds: float, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.network, self.spec, self.records, self.seconds = network, spec, records, seconds
+        self.network, self.spec, self.records, self.seconds, self.dtype = network, spec, records, seconds, dtype
+        self.input_stages = nn.ModuleDict()
+        self._input_stage(*spec.samplings())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: the normalised model input in the JPEG domain, ``(N, C·64, Hb, Wb)``."""
+    def _input_stage(self, color_space: str, samplings: tuple[tuple[int, int], ...]) -> JpegInputStage:
+        key = input_stage_key(color_space, samplings)
+        if key not in self.input_stages:
+            self.input_stages[key] = JpegInputStage(self.spec.input_size, samplings, color_space, self.spec.channels,
+                                                    self.spec.normalize, self.spec.upsampling, self.dtype)
+        return self.input_stages[key]
+
+    def input_stage(self, batch: jpeg_io.JpegBatch) -> JpegInputStage:
+        """The input stage for ``batch``'s layout; a one-line ``ValueError`` if its size does not fit."""
+        if tuple(batch.size) != tuple(self.spec.input_size):
+            h, w = batch.size
+            raise ValueError(f"image size {h}x{w} does not match the model's input size "
+                             f"{self.spec.input_size[0]}x{self.spec.input_size[1]}")
+        return self._input_stage(batch.color_space, tuple(c.sampling for c in batch.components))
+
+    def spatial_input(self, batch: jpeg_io.JpegBatch) -> torch.Tensor:
+        """What the spatial model sees for ``batch`` (float decode, channel policy, normalisation)."""
+        return spatial_model_input(batch, self.spec.channels, self.spec.normalize, self.spec.upsampling, self.dtype)
+
+    def forward(self, x: jpeg_io.JpegBatch | torch.Tensor) -> torch.Tensor:
+        """``x``: a :class:`~jpegfx.jpeg.JpegBatch`, or the normalised model input already in the
+        JPEG domain, ``(N, C·64, Hb, Wb)``."""
+        if isinstance(x, jpeg_io.JpegBatch):
+            return self.network(self.input_stage(x)(*batch_tensors(x)))
         g = BlockGeometry(*self.spec.input_size)
         expected = (self.spec.channels * NCOEF, g.hb, g.wb)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
@@ -80,6 +124,7 @@ def convert(
     frequencies: int = MAX_FREQUENCIES,
     normalize: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
     subsampling: str = "4:2:0",
+    upsampling: str = "fancy",
     lowering: str = "auto",
     maxpool: str = "exact",
     map_budget: int = DEFAULT_MAP_BUDGET,
@@ -91,9 +136,16 @@ def convert(
 
     ``relu``: "exact", "asm" or "apx" with ``frequencies`` (1..15) spatial frequencies; ``maxpool``:
     "exact" or "asm" (same k); ``lowering``: "auto" (cost model) or a conv lowering for every conv;
-    ``normalize=(mean, std)`` in torchvision units (the spatial model sees ``(pixels/255 − mean)/std``;
-    ``None``: ``pixels/255``); the model's train/eval mode is kept (train mode gives train-mode BN).
+    ``normalize=(mean, std)`` in torchvision units or "imagenet" (the spatial model sees
+    ``(pixels/255 − mean)/std``; ``None``: ``pixels/255``); ``subsampling`` is the JPEG layout the
+    exported model expects ("4:4:4", "4:2:2", "4:2:0", "4:4:0" or "gray"; in torch every layout works)
+    and ``upsampling`` the chroma filter ("fancy" as libjpeg, or "nearest"). The model's train/eval
+    mode is kept (train mode gives train-mode BN).
     """
+    if subsampling not in SUBSAMPLINGS:
+        raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}, got {subsampling!r}")
+    if upsampling not in UPSAMPLING:
+        raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
     if relu not in RELU_MODES:
         raise ValueError(f"relu must be one of {RELU_MODES}, got {relu!r}")
     if not 1 <= frequencies <= MAX_FREQUENCIES:
@@ -107,9 +159,13 @@ def convert(
     options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model))
     context = PassContext(options, size, in_channels or _infer_channels(model), keep_jpeg_output, debug)
     network = passes.run_pipeline(copy.deepcopy(model), context)
-    spec = ModelSpec(size, context.in_channels, normalize, subsampling, relu, frequencies)
-    seconds = time.perf_counter() - start
-    log.info("converted %s in %.2f s: %d node(s) lowered", type(model).__name__, seconds, len(context.records))
-    jpeg_model = JpegModel(network, spec, context.records, seconds)
+    if isinstance(normalize, str) or normalize is not None:
+        mean, std = normalization(normalize, context.in_channels)
+        normalize = (tuple(mean.tolist()), tuple(std.tolist()))
+    spec = ModelSpec(size, context.in_channels, normalize, subsampling, relu, frequencies, upsampling)
+    jpeg_model = JpegModel(network, spec, context.records, 0.0, options.dtype)
+    jpeg_model.seconds = time.perf_counter() - start
+    log.info("converted %s in %.2f s: %d node(s) lowered", type(model).__name__, jpeg_model.seconds,
+             len(context.records))
     jpeg_model.train(model.training)
     return jpeg_model

@@ -17,6 +17,7 @@ from torch import nn
 
 from jpegfx import passes
 from jpegfx.convert import JpegModel
+from jpegfx.jpeg import JpegBatch
 
 from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext
 from jpegfx.registry import ConvertOptions
@@ -101,16 +102,24 @@ def first_divergence(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, t
     return None
 
 
-def verify(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, *, tolerance: float | None = None) -> VerifyReport:
-    """Compare ``model(x)`` with ``jpeg_model`` on the same input.
+def verify(model: nn.Module, jpeg_model: JpegModel, batch: JpegBatch | torch.Tensor, *,
+           tolerance: float | None = None) -> VerifyReport:
+    """Compare the spatial ``model`` with ``jpeg_model`` on the same input.
 
-    ``x``: the spatial model's input ``(N, C, h, w)`` (normalised pixels); the JPEG-domain model gets
-    its exact DCT. Both models should be in eval mode.
+    ``batch``: a :class:`~jpegfx.jpeg.JpegBatch` — the JPEG-domain model reads its coefficients, the
+    spatial model gets the float reference decode of the same coefficients, normalised
+    (:meth:`JpegModel.spatial_input`) — or a tensor ``(N, C, h, w)`` of normalised spatial inputs, whose
+    exact DCT the JPEG-domain network gets. Both models should be in eval mode.
     """
-    tolerance = DEFAULT_TOLERANCE.get(x.dtype, 1e-4) if tolerance is None else tolerance
     with torch.no_grad():
+        if isinstance(batch, JpegBatch):
+            x = jpeg_model.spatial_input(batch)
+            output = jpeg_model(batch)
+        else:
+            x = batch
+            output = jpeg_model(to_dct(x))
         reference = model(x)
-        output = jpeg_model(to_dct(x))
+    tolerance = DEFAULT_TOLERANCE.get(x.dtype, 1e-4) if tolerance is None else tolerance
     abs_error = float((output - reference).abs().max())
     rel_error = _rel(output, reference)
     top1 = float((output.flatten(1).argmax(1) == reference.flatten(1).argmax(1)).float().mean())

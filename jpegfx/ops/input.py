@@ -1,0 +1,139 @@
+"""The input stage of a converted model: JPEG file coefficients → the model's input, in the JPEG domain.
+
+A spatial model sees ``x = (rgb / 255 − mean) / std`` with ``rgb`` the decoded image. Everything from
+the file's quantised coefficients to ``x`` is linear (DESIGN §2), so the stage computes, exactly:
+
+1. **dequantise** each component with each image's own table (tables are run-time inputs);
+2. **zero the encoder's padding**: full-resolution components go through a :class:`PaddingMask`
+   (the file's boundary blocks hold edge-replicated pixels past the logical size);
+3. **upsample** smaller components to the image size — libjpeg's "fancy" triangle filter (default) or
+   nearest, through the pixel domain (IDCT → :func:`jpegfx.jpeg.upsample_chroma` → DCT): the filter
+   crosses block borders, so it is not a per-block map;
+4. **colour conversion and normalisation** in one per-pixel affine map ``x = A · ycc + d`` with
+   ``ycc`` the level-shifted components (``IDCT(F) + 128``): in the DCT domain it is the channel mix
+   ``A`` on every coefficient plus ``d · constant_pattern`` (DC only on whole blocks).
+
+Channel policy: a colour JPEG into a one-channel model gives it luma (Y, exactly the JFIF
+0.299 R + 0.587 G + 0.114 B; chroma is then not even decoded); a gray JPEG into a three-channel
+model gives it luma in all three channels (R = G = B = Y), as Pillow's ``convert("RGB")`` does.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from jpegfx import jpeg as jpeg_io
+from jpegfx import transforms as T
+from jpegfx.ops.base import PaddingMask, add_channel_constant
+from jpegfx.transforms import NCOEF, BlockGeometry
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+UPSAMPLING = ("fancy", "nearest")
+
+
+def normalization(normalize, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, std)`` float64 (channels,) from ``None`` (pixels / 255), "imagenet" or ``(mean, std)``."""
+    if normalize is None:
+        return torch.zeros(channels, dtype=torch.float64), torch.ones(channels, dtype=torch.float64)
+    if isinstance(normalize, str):
+        if normalize != "imagenet":
+            raise ValueError(f"normalize must be None, 'imagenet' or (mean, std), got {normalize!r}")
+        normalize = IMAGENET
+    mean, std = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in normalize)
+    mean, std = mean.expand(channels).clone(), std.expand(channels).clone()
+    if bool((std <= 0).any()):
+        raise ValueError("normalisation std must be positive")
+    return mean, std
+
+
+def colour_map(color_space: str, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """``(M, b, used)``: model pixels (0–255) ``= M · ycc[used] + b`` for the level-shifted components."""
+    if channels not in (1, 3):
+        raise ValueError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
+    if color_space == "gray":
+        return torch.ones(channels, 1, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), [0]
+    if color_space != "ycbcr":
+        raise ValueError(f"unsupported colour space {color_space!r}")
+    if channels == 1:
+        return torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64), [0]
+    m, b = jpeg_io.ycbcr_to_rgb_matrix()
+    return m, b, [0, 1, 2]
+
+
+class JpegInputStage(nn.Module):
+    """Quantised coefficients and tables of a :class:`~jpegfx.jpeg.JpegBatch` → ``(N, C·64, Hb, Wb)``.
+
+    ``forward(coefficients_0, …, coefficients_{K−1}, qtable_0, …, qtable_{K−1})`` with
+    ``coefficients_j`` int16 ``(N, Hb_j, Wb_j, 8, 8)`` and ``qtable_j`` ``(N, 64)`` natural order.
+    """
+
+    def __init__(self, size: tuple[int, int], samplings: tuple[tuple[int, int], ...], color_space: str,
+                 channels: int, normalize=None, upsampling: str = "fancy",
+                 dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        if upsampling not in UPSAMPLING:
+            raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        self.geometry = BlockGeometry(*size)
+        self.samplings, self.color_space, self.channels = tuple(samplings), color_space, channels
+        self.upsampling = upsampling
+        m, b, self.used = colour_map(color_space, channels)
+        mean, std = normalization(normalize, channels)
+        # x = (M · (IDCT(F) + 128) + b) / 255 − mean) / std  =  A · IDCT(F) + d
+        a = m / (255.0 * std[:, None])
+        d = ((m.sum(dim=1) * 128.0 + b) / 255.0 - mean) / std
+        self.register_buffer("mix", a.to(dtype), persistent=False)
+        self.register_buffer("offset", d.to(dtype), persistent=False)
+        self.register_buffer("pattern", self.geometry.constant_pattern().to(dtype), persistent=False)
+        vmax = max(v for v, _ in self.samplings)
+        hmax = max(h for _, h in self.samplings)
+        self.sizes = [(-(-size[0] * v // vmax), -(-size[1] * h // hmax)) for v, h in self.samplings]
+        self.factors = [(vmax // v, hmax // h) for v, h in self.samplings]
+        self.mask = PaddingMask(self.geometry, dtype)
+
+    def key(self) -> str:
+        return input_stage_key(self.color_space, self.samplings)
+
+    def _component(self, coefficients: torch.Tensor, table: torch.Tensor, j: int) -> torch.Tensor:
+        dtype = self.mix.dtype
+        hb, wb = coefficients.shape[1], coefficients.shape[2]
+        f = coefficients.to(dtype).reshape(-1, hb, wb, NCOEF) * table.to(dtype).reshape(-1, 1, 1, NCOEF)
+        f = f.permute(0, 3, 1, 2)  # (N, 64, Hb_j, Wb_j)
+        if self.sizes[j] == (self.geometry.h, self.geometry.w):
+            return self.mask(f)
+        plane = T.from_dct(f, self.sizes[j])
+        size = (self.geometry.h, self.geometry.w)
+        return T.to_dct(jpeg_io.upsample_chroma(plane, self.factors[j], size, self.upsampling))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        k = len(inputs) // 2
+        coefficients, tables = inputs[:k], inputs[k:]
+        planes = torch.stack([self._component(coefficients[j], tables[j], j) for j in self.used], dim=1)
+        n, hb, wb = planes.shape[0], planes.shape[-2], planes.shape[-1]
+        x = torch.matmul(self.mix, planes.reshape(n, len(self.used), -1)).reshape(n, self.channels * NCOEF, hb, wb)
+        return add_channel_constant(x, self.offset, self.pattern)
+
+    def extra_repr(self) -> str:
+        return (f"{self.geometry.h}x{self.geometry.w}, {self.color_space} {self.samplings} -> {self.channels} "
+                f"channel(s), upsampling={self.upsampling}")
+
+
+def input_stage_key(color_space: str, samplings) -> str:
+    return color_space + "_" + "_".join(f"{v}x{h}" for v, h in samplings)
+
+
+def batch_tensors(batch: jpeg_io.JpegBatch) -> tuple[torch.Tensor, ...]:
+    """The positional inputs of :class:`JpegInputStage` for a batch."""
+    return tuple(c.coefficients for c in batch.components) + tuple(c.qtable for c in batch.components)
+
+
+def spatial_model_input(batch: jpeg_io.JpegBatch, channels: int, normalize=None, upsampling: str = "fancy",
+                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The reference: what the spatial model sees for ``batch`` — the float decode
+    (:func:`jpegfx.jpeg.decode`), the channel policy of this module, ``/255`` and ``(x − mean)/std``."""
+    if batch.color_space == "ycbcr" and channels == 1:  # luma itself, not luma recomputed from RGB
+        batch = jpeg_io.JpegBatch(batch.components[:1], batch.size, "gray")
+    pixels = jpeg_io.decode(batch, upsampling=upsampling)  # (N, 3 | 1, h, w) float64, 0–255
+    if batch.color_space == "gray" and channels == 3:
+        pixels = pixels.expand(-1, 3, -1, -1)
+    mean, std = normalization(normalize, channels)
+    return ((pixels / 255.0 - mean[:, None, None]) / std[:, None, None]).to(dtype)
