@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import jpegfx
+from jpegfx import jpeg as jpeg_io
 from jpegfx import models
 from jpegfx.errors import JpegfxError, UnsupportedModelError
 
@@ -123,6 +124,75 @@ def _print_summary(summary: dict, report) -> None:
         print(f"verification on {summary['verification']['images']} random input(s): {report.summary()} -> {verdict}")
 
 
+def _read_files(paths: list[Path]) -> list[tuple[Path, "jpeg_io.JpegBatch"]]:
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise CliError(f"no such file or directory: {p}")
+    if not files:
+        raise CliError("no JPEG files given")
+    return [(f, jpeg_io.read_jpeg(f)) for f in files]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    rows = []
+    for path, batch in _read_files(args.files):
+        comps = []
+        for name, c in zip(("Y", "Cb", "Cr") if batch.num_components == 3 else ("Y",), batch.components):
+            coeffs = c.coefficients
+            comps.append({"component": name, "size": list(c.size), "sampling": list(c.sampling),
+                          "blocks": list(coeffs.shape[1:3]),
+                          "zero_fraction": float((coeffs == 0).float().mean()),
+                          "qtable": c.qtable[0].tolist()})
+        rows.append({"file": str(path), "size": list(batch.size), "color_space": batch.color_space,
+                     "subsampling": batch.subsampling, "components": comps})
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+        return 0
+    for r in rows:
+        print(f"{r['file']}: {r['size'][0]}x{r['size'][1]} {r['color_space']} {r['subsampling']}")
+        for c in r["components"]:
+            q = c["qtable"]
+            print(f"  {c['component']:<2} {c['size'][0]}x{c['size'][1]} sampling {c['sampling'][0]}x{c['sampling'][1]}"
+                  f" blocks {c['blocks'][0]}x{c['blocks'][1]}  zero coefficients {100 * c['zero_fraction']:.1f}%"
+                  f"  qtable DC {q[0]}, min {min(q)}, max {max(q)}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    model = load_model(args.model, args.channels, args.weights).eval()
+    batches = _read_files(args.files)
+    size = batches[0][1].size
+    jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies, normalize=args.normalize,
+                                upsampling=args.upsampling)
+    reports = []
+    for path, batch in batches:
+        if batch.size != size:
+            raise CliError(f"{path}: image size {batch.size[0]}x{batch.size[1]} differs from the first file's "
+                           f"{size[0]}x{size[1]}")
+        report = jpegfx.verify(model, jpeg_model, batch)
+        reports.append({"file": str(path), "max_abs_error": report.max_abs_error,
+                        "max_rel_error": report.max_rel_error, "top1_agree": report.top1_agreement == 1.0,
+                        "ok": report.ok, "first_divergence": None if report.first_divergence is None
+                        else report.first_divergence.node})
+    exact = args.relu == "exact"
+    failed = exact and not all(r["ok"] for r in reports)
+    if args.json:
+        print(json.dumps({"model": args.model, "input_size": list(size), "relu": args.relu, "files": reports}, indent=2))
+    else:
+        for r in reports:
+            print(f"{r['file']}: max rel {r['max_rel_error']:.3e}, top-1 {'agrees' if r['top1_agree'] else 'differs'}"
+                  + (f", first divergence at {r['first_divergence']}" if r["first_divergence"] else ""))
+        agree = sum(r["top1_agree"] for r in reports)
+        print(f"{agree}/{len(reports)} file(s) with the same top-1; "
+              + ("all within tolerance" if not failed else "VERIFICATION FAILED"))
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jpegfx", description="Run ResNets on JPEG DCT coefficients.")
     parser.add_argument("--version", action="version", version=f"jpegfx {jpegfx.__version__}")
@@ -145,12 +215,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", type=int, default=4, metavar="N", help="verify on N random inputs (0: skip)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("check", help="verify a converted model against its spatial model on JPEG files",
+                       description="Convert the model for the files' size and compare the JPEG-domain model on each "
+                                   "file with the spatial model on the float decode of the same file. Exits 1 when "
+                                   "exact-mode verification fails.")
+    p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories (all of one size)")
+    p.add_argument("--model", default="resnet18", help="a zoo name or module:factory")
+    p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
+    p.add_argument("--channels", type=int, help="input channels of a zoo model")
+    p.add_argument("--normalize", choices=["none", "imagenet"], default="none")
+    p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
+    p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
+    p.add_argument("--frequencies", type=int, default=15)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("info", help="geometry, sampling, tables and coefficient sparsity of JPEG files")
+    p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
+    if getattr(args, "normalize", None) == "none":
+        args.normalize = None
     try:
         return args.func(args)
     except UnsupportedModelError as e:

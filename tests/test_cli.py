@@ -111,3 +111,43 @@ def test_bad_input_size(size):
 def test_help():
     result = run("convert", "--help")
     assert result.returncode == 0 and "--relu" in result.stdout
+
+
+@pytest.fixture
+def jpeg_files(tmp_path):
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    photo = load_sample_image("china.jpg")
+    paths = []
+    for i, q in enumerate((80, 50)):
+        path = tmp_path / f"crop{i}.jpg"
+        Image.fromarray(photo[64 * i: 64 * i + 48, 100:140]).save(path, quality=q)
+        paths.append(path)
+    return paths
+
+
+def test_info_reports_geometry_and_sparsity(jpeg_files):
+    result = run("info", str(jpeg_files[0]), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["size"] == [48, 40] and info["subsampling"] == "4:2:0"
+    y = info["components"][0]
+    assert y["blocks"] == [6, 5] and 0.0 < y["zero_fraction"] < 1.0 and len(y["qtable"]) == 64
+
+
+def test_check_verifies_on_jpeg_files(jpeg_files):
+    result = run("check", "--model", "resnet20", "--normalize", "imagenet", *map(str, jpeg_files), "--json")
+    assert result.returncode == 0, result.stderr
+    files = json.loads(result.stdout)["files"]
+    assert len(files) == 2 and all(f["ok"] and f["top1_agree"] and f["max_rel_error"] < 1e-5 for f in files)
+
+
+def test_check_rejects_non_jpeg(tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    assert_one_line_error(run("check", "--model", "resnet20", str(bad)), "bad.jpg", "not a JPEG")
+
+
+def test_info_missing_file(tmp_path):
+    assert_one_line_error(run("info", str(tmp_path / "missing.jpg")), "no such file")
