@@ -193,6 +193,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from jpegfx.bench import format_result, run_bench
+
+    results = []
+    for name in args.models:
+        size = args.input_size or (NATIVE_SIZE.get(name, 224),) * 2
+        for batch in args.batch:
+            r = run_bench(name, size, batch, args.relu, args.frequencies, args.threads, args.warmup, args.repeat,
+                          layers=not args.no_layers)
+            results.append(r)
+            if not args.json:
+                print(format_result(r), flush=True)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jpegfx", description="Run ResNets on JPEG DCT coefficients.")
     parser.add_argument("--version", action="version", version=f"jpegfx {jpegfx.__version__}")
@@ -230,6 +247,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frequencies", type=int, default=15)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("bench", help="JPEG-domain vs decode + spatial, measured side by side",
+                       description="End to end from JPEG bytes (read coefficients + JPEG-domain model vs libjpeg-turbo "
+                                   "decode + spatial model), network only, and per layer; medians of --repeat runs "
+                                   "after --warmup, ratios taken within one run.")
+    p.add_argument("--models", nargs="+", default=["paper", "resnet18"], help="zoo names")
+    p.add_argument("--input-size", type=_size, help="HxW (default: each model's native size)")
+    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes")
+    p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
+    p.add_argument("--frequencies", type=int, default=15)
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("info", help="geometry, sampling, tables and coefficient sparsity of JPEG files")
     p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")

@@ -151,3 +151,13 @@ def test_check_rejects_non_jpeg(tmp_path):
 
 def test_info_missing_file(tmp_path):
     assert_one_line_error(run("info", str(tmp_path / "missing.jpg")), "no such file")
+
+
+def test_bench_smoke_json():
+    result = run("bench", "--models", "paper", "--batch", "2", "--warmup", "0", "--repeat", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    [r] = json.loads(result.stdout)
+    assert r["model"] == "paper" and r["batch"] == 2
+    for key in ("read_coefficients", "decode_pillow", "end_to_end_jpeg", "jpeg_network_only", "spatial_network_only"):
+        assert r["seconds"][key] > 0
+    assert r["ratios"]["network_jpeg_over_spatial"] > 0 and r["layers"]

@@ -1,0 +1,204 @@
+"""Side-by-side speed measurements: JPEG-domain vs decode + spatial, in one process.
+
+Every figure is a median over ``repeat`` timed runs after ``warmup`` untimed ones, and every ratio is
+taken between numbers measured in the same run (the machines are noisy; never compare across runs).
+
+* **end to end** from JPEG bytes in memory: (a) :func:`jpegfx.jpeg.read_jpeg` + the JPEG-domain model,
+  vs (b) a full libjpeg-turbo decode (simplejpeg when installed, and Pillow) + normalisation + the
+  spatial model;
+* **network only**: the JPEG-domain network on the DCT of the input vs the spatial model on the input;
+* **per layer**: each node of the JPEG-domain graph and of the spatial graph, timed through an fx
+  Interpreter (node twins share names), to show which layers cost what.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.fx as fx
+from torch import nn
+
+import jpegfx
+from jpegfx import jpeg as jpeg_io
+from jpegfx.convert import JpegModel
+from jpegfx.ops.input import normalization
+from jpegfx.transforms import to_dct
+
+log = logging.getLogger(__name__)
+
+
+def median_seconds(fn: Callable[[], object], warmup: int, repeat: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@dataclass
+class BenchResult:
+    model: str
+    input_size: tuple[int, int]
+    batch: int
+    relu: str
+    frequencies: int
+    threads: int
+    seconds: dict[str, float] = field(default_factory=dict)
+    ratios: dict[str, float] = field(default_factory=dict)
+    layers: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _jpeg_files(batch: int, size: tuple[int, int], channels: int, seed: int) -> list[bytes]:
+    """Real-photo crops (scikit-learn's sample images when installed, else smooth noise) as JPEG bytes."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    try:
+        from sklearn.datasets import load_sample_image
+
+        photos = [load_sample_image(n) for n in ("china.jpg", "flower.jpg")]
+    except ImportError:
+        photos = [np.clip(rng.normal(128, 40, (512, 512, 3)), 0, 255).astype(np.uint8)]
+    files = []
+    for i in range(batch):
+        img = photos[i % len(photos)]
+        if img.shape[0] < size[0] or img.shape[1] < size[1]:
+            img = np.asarray(Image.fromarray(img).resize((max(size[1], img.shape[1]), max(size[0], img.shape[0]))))
+        top = rng.integers(0, img.shape[0] - size[0] + 1)
+        left = rng.integers(0, img.shape[1] - size[1] + 1)
+        crop = Image.fromarray(img[top:top + size[0], left:left + size[1]])
+        if channels == 1:
+            crop = crop.convert("L")
+        buf = io.BytesIO()
+        crop.save(buf, "JPEG", quality=85)
+        files.append(buf.getvalue())
+    return files
+
+
+class _NodeTimer(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.times: dict[str, float] = {}
+
+    def run_node(self, n: fx.Node):
+        start = time.perf_counter()
+        out = super().run_node(n)
+        self.times[n.name] = self.times.get(n.name, 0.0) + time.perf_counter() - start
+        return out
+
+
+def layer_times(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, repeat: int) -> list[dict]:
+    """Per-node median-free totals over ``repeat`` runs (seconds per run), JPEG-domain vs spatial twin."""
+    from jpegfx.verify import _spatial_graph
+
+    spatial, jpeg = _NodeTimer(_spatial_graph(model, jpeg_model)), _NodeTimer(jpeg_model.network)
+    xd = to_dct(x)
+    with torch.no_grad():
+        for _ in range(repeat):
+            spatial.run(x)
+            jpeg.run(xd)
+    rows = []
+    for node in jpeg_model.network.graph.nodes:
+        if node.op in ("placeholder", "output") or node.name not in jpeg.times:
+            continue
+        target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+        op = type(jpeg_model.network.get_submodule(node.target)).__name__ if node.op == "call_module" else target
+        rows.append({"node": node.name, "op": op, "jpeg_ms": 1e3 * jpeg.times[node.name] / repeat,
+                     "spatial_ms": 1e3 * spatial.times.get(node.name, 0.0) / repeat})
+    return rows
+
+
+def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), batch: int = 1,
+              relu: str = "exact", frequencies: int = 15, threads: int | None = None, warmup: int = 2,
+              repeat: int = 5, layers: bool = True, seed: int = 0) -> BenchResult:
+    """Measure one configuration; see the module docstring."""
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model = jpegfx.models.create_model(model_name)
+    jpegfx.models.randomize_batchnorm(model, torch.Generator().manual_seed(seed))
+    model.eval()
+    channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    normalize = "imagenet" if channels == 3 else None
+    result = BenchResult(model_name, tuple(size), batch, relu, frequencies, torch.get_num_threads())
+    start = time.perf_counter()
+    jpeg_model = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
+                                subsampling="4:2:0" if channels == 3 else "gray", maxpool="exact")
+    result.seconds["convert"] = time.perf_counter() - start
+    files = _jpeg_files(batch, size, channels, seed)
+    mean, std = (t.float().reshape(1, -1, 1, 1) for t in normalization(normalize, channels))
+
+    def read_coefficients():
+        return jpeg_io.stack([jpeg_io.read_jpeg(f) for f in files])
+
+    def pillow_decode():
+        from PIL import Image
+
+        arrays = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB" if channels == 3 else "L")) for f in files]
+        x = torch.from_numpy(np.stack(arrays)).float()
+        x = x.permute(0, 3, 1, 2) if channels == 3 else x.unsqueeze(1)
+        return (x / 255 - mean) / std
+
+    decoders = {"pillow": pillow_decode}
+    try:
+        import simplejpeg
+
+        def simplejpeg_decode():
+            fmt = "RGB" if channels == 3 else "Gray"
+            x = torch.from_numpy(np.stack([simplejpeg.decode_jpeg(f, colorspace=fmt) for f in files])).float()
+            return (x.permute(0, 3, 1, 2) / 255 - mean) / std
+
+        decoders["simplejpeg"] = simplejpeg_decode
+    except ImportError:
+        log.info("simplejpeg is not installed: end-to-end compares with Pillow only")
+
+    coeffs = read_coefficients()
+    x = pillow_decode()
+    with torch.inference_mode():
+        t = result.seconds
+        t["read_coefficients"] = median_seconds(read_coefficients, warmup, repeat)
+        for name, dec in decoders.items():
+            t[f"decode_{name}"] = median_seconds(dec, warmup, repeat)
+        t["jpeg_model_from_coefficients"] = median_seconds(lambda: jpeg_model(coeffs), warmup, repeat)
+        xd = to_dct(x)
+        t["jpeg_network_only"] = median_seconds(lambda: jpeg_model.network(xd), warmup, repeat)
+        t["spatial_network_only"] = median_seconds(lambda: model(x), warmup, repeat)
+        t["end_to_end_jpeg"] = median_seconds(lambda: jpeg_model(read_coefficients()), warmup, repeat)
+        for name, dec in decoders.items():
+            t[f"end_to_end_{name}_spatial"] = median_seconds(lambda dec=dec: model(dec()), warmup, repeat)
+    for name in decoders:
+        result.ratios[f"end_to_end_jpeg_over_{name}_spatial"] = t["end_to_end_jpeg"] / t[f"end_to_end_{name}_spatial"]
+    result.ratios["network_jpeg_over_spatial"] = t["jpeg_network_only"] / t["spatial_network_only"]
+    result.ratios["images_per_second_jpeg"] = batch / t["end_to_end_jpeg"]
+    if layers:
+        result.layers = layer_times(model, jpeg_model, x, max(1, repeat // 2))
+    return result
+
+
+def format_result(r: BenchResult, top_layers: int = 10) -> str:
+    lines = [f"{r.model} {r.input_size[0]}x{r.input_size[1]} batch {r.batch}, relu={r.relu}"
+             + ("" if r.relu == "exact" else f"(k={r.frequencies})") + f", {r.threads} thread(s), torch on CPU"]
+    for key, value in r.seconds.items():
+        lines.append(f"  {key:<40} {1e3 * value:10.2f} ms")
+    for key, value in r.ratios.items():
+        lines.append(f"  {key:<40} {value:10.3f}")
+    if r.layers:
+        lines.append(f"  hottest JPEG-domain layers (of {len(r.layers)}):")
+        lines.append(f"    {'node':<26} {'op':<22} {'jpeg ms':>9} {'spatial ms':>10} {'ratio':>7}")
+        for row in sorted(r.layers, key=lambda row: -row["jpeg_ms"])[:top_layers]:
+            ratio = row["jpeg_ms"] / row["spatial_ms"] if row["spatial_ms"] > 0 else float("nan")
+            lines.append(f"    {row['node']:<26} {row['op']:<22} {row['jpeg_ms']:9.2f} {row['spatial_ms']:10.2f} "
+                         f"{ratio:7.2f}")
+    return "\n".join(lines)
