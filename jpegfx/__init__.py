@@ -7,11 +7,16 @@ The package is laid out like a small compiler:
 * :mod:`jpegfx.registry` — which spatial op lowers to which JPEG-domain op, with capability checks;
 * :mod:`jpegfx.passes` — the conversion pipeline, one pass per file, in an explicit ordered list;
 * :mod:`jpegfx.convert`, :mod:`jpegfx.verify` — the public entry points;
+* :mod:`jpegfx.jpeg` — JPEG files ↔ coefficients, the float reference decode, an in-memory encoder;
+* :mod:`jpegfx.export`, :mod:`jpegfx.runtime` — ONNX export and the onnxruntime session;
 * :mod:`jpegfx.models` — a zoo of spatial ResNets (no downloads).
 """
 from jpegfx import models, ops, transforms
 from jpegfx.convert import JpegModel, ModelSpec, convert
 from jpegfx.errors import ConversionError, JpegfxError, UnsupportedModelError
+from jpegfx.export import OnnxSpec, export_onnx, read_spec
+from jpegfx.jpeg import JpegBatch, JpegError, decode, encode, read_jpeg, stack
+from jpegfx.runtime import Prediction, Session
 from jpegfx.transforms import BlockGeometry
 from jpegfx.verify import VerifyReport, verify
 
@@ -20,12 +25,23 @@ __version__ = "0.1.0"
 __all__ = [
     "BlockGeometry",
     "ConversionError",
+    "JpegBatch",
+    "JpegError",
     "JpegModel",
     "JpegfxError",
     "ModelSpec",
+    "OnnxSpec",
+    "Prediction",
+    "Session",
     "UnsupportedModelError",
     "VerifyReport",
     "convert",
+    "decode",
+    "encode",
+    "export_onnx",
+    "read_jpeg",
+    "read_spec",
+    "stack",
     "models",
     "ops",
     "transforms",

@@ -82,12 +82,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model = model.to(dtype).eval()
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
     jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies,
-                                lowering=args.lowering, maxpool=args.maxpool)
+                                lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
+                                subsampling=args.subsampling or ("gray" if _channels(model) == 1 else "4:2:0"),
+                                upsampling=args.upsampling)
     channels = jpeg_model.spec.channels
     x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
     report = jpegfx.verify(model, jpeg_model, x) if args.check > 0 else None
     exact = args.relu == "exact" and args.maxpool == "exact"
     failed = report is not None and exact and not report.ok
+    exported = None
+    if args.output is not None and not failed:
+        class_names = None
+        if args.class_names is not None:
+            class_names = [line.strip() for line in args.class_names.read_text().splitlines() if line.strip()]
+        exported = str(jpegfx.export_onnx(jpeg_model, args.output, class_names=class_names))
     summary = {
         "model": args.model, "input_size": list(size), "channels": channels, "relu": args.relu,
         "frequencies": args.frequencies, "conversion_seconds": round(jpeg_model.seconds, 3),
@@ -99,6 +107,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "images": args.check, "max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error,
             "top1_agreement": report.top1_agreement, "tolerance": report.tolerance, "ok": report.ok,
             "first_divergence": None if report.first_divergence is None else report.first_divergence.node},
+        "onnx": exported,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -122,6 +131,8 @@ def _print_summary(summary: dict, report) -> None:
     if report is not None:
         verdict = "OK" if report.ok else ("FAILED" if summary["relu"] == "exact" else "approximate")
         print(f"verification on {summary['verification']['images']} random input(s): {report.summary()} -> {verdict}")
+    if summary["onnx"]:
+        print(f"wrote {summary['onnx']}")
 
 
 def _read_files(paths: list[Path]) -> list[tuple[Path, "jpeg_io.JpegBatch"]]:
@@ -193,6 +204,49 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _channels(model: nn.Module) -> int:
+    return next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
+
+
+def _progress(done: int, total: int) -> None:
+    if total >= 20 and sys.stderr.isatty():
+        width = 30
+        filled = width * done // total
+        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="" if done < total else "\n",
+              file=sys.stderr, flush=True)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    files: list[Path] = []
+    for p in args.files:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise CliError(f"no such file or directory: {p}")
+    if not files:
+        raise CliError("no JPEG files given")
+    session = jpegfx.Session(args.model, intra_op_threads=args.threads)
+    predictions = []
+    for start in range(0, len(files), args.batch_size):
+        chunk = files[start:start + args.batch_size]
+        predictions += session.predict(chunk, batch_size=args.batch_size, top_k=args.top_k, on_error=args.on_error)
+        _progress(min(start + args.batch_size, len(files)), len(files))
+    if args.json:
+        print(json.dumps([{"file": str(p.path), "top": [int(i) for i in p.indices],
+                           "scores": [float(s) for s in p.scores], "labels": list(p.labels) if p.labels else None,
+                           "error": p.error} for p in predictions], indent=2))
+    else:
+        for p in predictions:
+            if not p.ok:
+                print(f"{p.path}: error: {p.error}")
+                continue
+            names = p.labels or [str(int(i)) for i in p.indices]
+            print(f"{p.path}: " + ", ".join(f"{n} {100 * float(s):.1f}%" for n, s in zip(names, p.scores)))
+    return 0 if all(p.ok for p in predictions) else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from jpegfx.bench import format_result, run_bench
 
@@ -229,9 +283,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maxpool", choices=["exact", "asm"], default="exact")
     p.add_argument("--lowering", choices=["auto", "fused", "factored", "pointwise"], default="auto")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--normalize", choices=["none", "imagenet"], default="none",
+                   help="the spatial model's input normalisation (default: pixels/255)")
+    p.add_argument("--subsampling", choices=["4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray"],
+                   help="the JPEG layout the exported model takes (default 4:2:0, gray for 1-channel models)")
+    p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
     p.add_argument("--check", type=int, default=4, metavar="N", help="verify on N random inputs (0: skip)")
+    p.add_argument("-o", "--output", type=Path, help="write the converted model as ONNX (after verification)")
+    p.add_argument("--class-names", type=Path, help="a text file with one class name per line (ONNX metadata)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("predict", help="classify JPEG files with an exported model (onnxruntime)",
+                       description="Read JPEG files, check each against the model's spec, batch them and run "
+                                   "onnxruntime (CUDA when available, else CPU). Exits 1 if any file failed.")
+    p.add_argument("model", type=Path, help="a .onnx file written by jpegfx convert -o")
+    p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help="stop at the first bad file (default) or report it and go on")
+    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="verify a converted model against its spatial model on JPEG files",
                        description="Convert the model for the files' size and compare the JPEG-domain model on each "

@@ -161,3 +161,49 @@ def test_bench_smoke_json():
     for key in ("read_coefficients", "decode_pillow", "end_to_end_jpeg", "jpeg_network_only", "spatial_network_only"):
         assert r["seconds"][key] > 0
     assert r["ratios"]["network_jpeg_over_spatial"] > 0 and r["layers"]
+
+
+def test_convert_export_predict_end_to_end(tmp_path, jpeg_files):
+    """convert -o → predict on JPEG files → JSON → same top-1 as the torch JPEG-domain model."""
+    import jpegfx
+    from jpegfx.jpeg import read_jpeg, stack
+
+    torch.manual_seed(0)
+    model = models.randomize_batchnorm(models.create_model("resnet20"), torch.Generator().manual_seed(0))
+    weights = tmp_path / "r20.pt"
+    torch.save(model.state_dict(), weights)
+    onnx_path = tmp_path / "r20.onnx"
+    names = tmp_path / "classes.txt"
+    names.write_text("\n".join(f"class{i}" for i in range(10)))
+    result = run("convert", "--model", "resnet20", "--weights", str(weights), "--input-size", "48x40",
+                 "--normalize", "imagenet", "--check", "1", "-o", str(onnx_path), "--class-names", str(names),
+                 "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["onnx"] == str(onnx_path) and onnx_path.exists()
+    result = run("predict", str(onnx_path), *map(str, jpeg_files), "--top-k", "3", "--json")
+    assert result.returncode == 0, result.stderr
+    predictions = json.loads(result.stdout)
+    assert [p["file"] for p in predictions] == list(map(str, jpeg_files))
+    jpeg_model = jpegfx.convert(model.eval(), (48, 40), normalize="imagenet")
+    with torch.no_grad():
+        expected = jpeg_model(stack([read_jpeg(f) for f in jpeg_files])).argmax(1).tolist()
+    assert [p["top"][0] for p in predictions] == expected
+    assert predictions[0]["labels"][0] == f"class{expected[0]}"
+
+
+def test_predict_wrong_size_file_is_one_line_error(tmp_path, jpeg_files):
+    onnx_path = tmp_path / "r20.onnx"
+    assert run("convert", "--model", "resnet20", "--input-size", "48x40", "--check", "0", "-o",
+               str(onnx_path)).returncode == 0
+    from PIL import Image
+
+    wrong = tmp_path / "wrong.jpg"
+    Image.new("RGB", (32, 32)).save(wrong)
+    assert_one_line_error(run("predict", str(onnx_path), str(wrong)), "wrong.jpg", "does not match")
+
+
+def test_predict_rejects_a_non_jpegfx_model(tmp_path, jpeg_files):
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"not onnx")
+    result = run("predict", str(bogus), str(jpeg_files[0]))
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,345 @@
+"""``jpegfx.export``: a converted :class:`~jpegfx.convert.JpegModel` → one self-contained ONNX file.
+
+The file holds the *whole* JPEG model for the spec's default layout (``spec.samplings()``): the input
+stage (dequantise with the per-image tables, upsample chroma, colour-convert, normalise) followed by
+the JPEG-domain network. Its inputs are what :func:`jpegfx.jpeg.read_jpeg` gives, by name:
+
+* colour (``subsampling`` "4:4:4", "4:2:2", "4:2:0" or "4:4:0"): ``y``, ``cb``, ``cr`` — quantised
+  coefficients ``int16 (N, Hb_c, Wb_c, 8, 8)`` — then ``y_qtable``, ``cb_qtable``, ``cr_qtable`` —
+  ``int32 (N, 64)`` natural order, one table per image;
+* gray (``subsampling="gray"``): ``y`` and ``y_qtable``.
+
+The output is ``logits`` (further outputs, if the network returns a tuple, are ``output_1`` …); the
+batch axis of every input and output is dynamic. The layout is fixed at export time: a model exported
+for 4:2:0 cannot take 4:4:4 files (re-export with ``subsampling='4:4:4'``).
+
+What the model expects is stored as ONNX metadata (``metadata_props``, all strings, JSON where
+structured) and read back with :func:`read_spec`. Export uses the TorchScript-based exporter
+(``torch.onnx.export(..., dynamo=False)``); :mod:`jpegfx.transforms` keeps every reshape static for it.
+One ``.onnx`` file, no external data: protobuf caps a file at 2 GiB, so a model whose weights and
+maps do not fit is refused before tracing (fused conv maps are the usual cause: convert with
+``lowering='factored'``). The file is written next to ``path`` and renamed into place once
+``onnx.checker`` accepts it.
+
+Inputs the graph never reads are dropped by the exporter: a 1-channel model on a colour layout uses
+luma only, and its file takes just ``y`` and ``y_qtable``; the metadata's ``input_names`` lists the
+file's actual inputs.
+
+Metadata keys: ``jpegfx_version``, ``input_size`` ("HxW"), ``channels``, ``subsampling``,
+``color_space`` ("gray" | "ycbcr"), ``samplings`` (JSON ``[[v, h], …]``), ``normalize`` (JSON
+``{"mean": […], "std": […]}`` or "none"), ``upsampling``, ``relu``, ``frequencies``, ``input_names``
+and ``output_names`` (JSON lists), ``dtype``, and ``class_names`` (JSON list) when given.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import torch
+from torch import nn
+
+from jpegfx import jpeg as jpeg_io
+from jpegfx.ops.input import batch_tensors
+
+log = logging.getLogger(__name__)
+
+__all__ = ["OnnxSpec", "PROTOBUF_LIMIT", "export_onnx", "input_names", "read_spec", "sampling_ratios",
+           "spec_from_metadata", "tensor_bytes"]
+
+PROTOBUF_LIMIT = 2**31
+"""Bytes a single protobuf message (one ``.onnx`` file without external data) can hold."""
+_GRAPH_MARGIN = 32 * 2**20  # room left for the graph itself (nodes, small constants, metadata)
+_TRACE_BATCH = 2
+_COMPONENTS = ("y", "cb", "cr")
+
+
+@dataclass(frozen=True)
+class OnnxSpec:
+    """What an exported model expects, read from its ONNX metadata (see :func:`read_spec`)."""
+
+    jpegfx_version: str
+    input_size: tuple[int, int]
+    channels: int
+    subsampling: str
+    color_space: str
+    samplings: tuple[tuple[int, int], ...]
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None
+    upsampling: str
+    relu: str
+    frequencies: int
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    class_names: tuple[str, ...] | None = None
+    dtype: str = "float32"
+
+    @property
+    def size_text(self) -> str:
+        """``"HxW"``."""
+        return f"{self.input_size[0]}x{self.input_size[1]}"
+
+    @property
+    def layout(self) -> str:
+        """The layout in words, e.g. ``"YCbCr 4:2:0"`` or ``"grayscale"``."""
+        return "grayscale" if self.color_space == "gray" else f"YCbCr {self.subsampling}"
+
+    def ratios(self) -> tuple[tuple[int, int], ...]:
+        """Per component, the upsampling factors ``(v_max / v, h_max / h)`` of the layout."""
+        return sampling_ratios(self.samplings)
+
+
+def sampling_ratios(samplings: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """``(v_max / v, h_max / h)`` per component; layouts with the same ratios read the same."""
+    vmax = max(v for v, _ in samplings)
+    hmax = max(h for _, h in samplings)
+    return tuple((vmax // v, hmax // h) if vmax % v == 0 and hmax % h == 0 else (-v, -h) for v, h in samplings)
+
+
+def input_names(color_space: str) -> tuple[str, ...]:
+    """ONNX input names of a layout: coefficients per component, then their tables."""
+    comps = _COMPONENTS[:1] if color_space == "gray" else _COMPONENTS
+    return comps + tuple(f"{c}_qtable" for c in comps)
+
+
+def tensor_bytes(module: nn.Module) -> int:
+    """Bytes of the distinct parameters and buffers of ``module`` (shared storage counted once).
+
+    An upper bound on what the exported file stores as initializers (tensors the graph does not
+    use are counted too)."""
+    seen: set[tuple[int, int, int]] = set()
+    total = 0
+    for t in list(module.parameters()) + list(module.buffers()):
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), t.numel())
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.numel() * t.element_size()
+    return total
+
+
+class _OnnxWrapper(nn.Module):
+    """Input stage + network with one positional argument per named input."""
+
+    def __init__(self, stage: nn.Module, network: nn.Module) -> None:
+        super().__init__()
+        self.stage, self.network = stage, network
+
+    def forward(self, *inputs: torch.Tensor):
+        return self.network(self.stage(*inputs))
+
+
+def _trace_batch(spec, batch_size: int) -> jpeg_io.JpegBatch:
+    color_space, _ = spec.samplings()
+    h, w = spec.input_size
+    channels = 1 if color_space == "gray" else 3
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch_size, channels, h, w, generator=generator, dtype=torch.float64) * 255.0
+    sub = "4:2:0" if color_space == "gray" else spec.subsampling
+    return jpeg_io.encode(images, quality=75, subsampling=sub)
+
+
+def _output_names(network: nn.Module, wrapper: nn.Module, args) -> list[str]:
+    """``logits`` (+ ``output_1`` …): read off the fx graph's output node, so the (slow) JPEG-domain
+    network does not run once more than the trace needs; other modules are run once."""
+    graph = getattr(network, "graph", None)
+    if isinstance(graph, torch.fx.Graph):
+        node = next(n for n in reversed(graph.nodes) if n.op == "output")
+        result = node.args[0]
+        if isinstance(result, torch.fx.Node):
+            return ["logits"]
+        if isinstance(result, (tuple, list)) and result and all(isinstance(r, torch.fx.Node) for r in result):
+            return ["logits"] + [f"output_{i}" for i in range(1, len(result))]
+        raise ValueError("export needs a network that returns a tensor or a flat tuple of tensors")
+    with torch.no_grad():
+        result = wrapper(*args)
+    if isinstance(result, torch.Tensor):
+        return ["logits"]
+    if isinstance(result, (tuple, list)) and result and all(isinstance(o, torch.Tensor) for o in result):
+        return ["logits"] + [f"output_{i}" for i in range(1, len(result))]
+    raise ValueError(f"export needs a network that returns a tensor or a tuple of tensors, got {type(result).__name__}")
+
+
+def _check_class_names(model, class_names: list[str]) -> None:
+    dims = model.graph.output[0].type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims)
+    if len(shape) != 2:
+        raise ValueError(f"class names need (batch, classes) logits, the model's output has shape {shape}")
+    if shape[1] != len(class_names):
+        raise ValueError(f"{len(class_names)} class names for a model with {shape[1]} classes")
+
+
+def _normalize_json(normalize) -> str:
+    if normalize is None:
+        return "none"
+    mean, std = normalize
+    return json.dumps({"mean": [float(v) for v in mean], "std": [float(v) for v in std]})
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _check_size(wrapper: nn.Module, network: nn.Module) -> int:
+    need = tensor_bytes(wrapper)
+    if need + _GRAPH_MARGIN <= PROTOBUF_LIMIT:
+        return need
+    fused = [name for name, m in network.named_modules() if getattr(m, "lowering", None) == "fused"]
+    hint = (f"{len(fused)} conv(s) use the fused lowering (e.g. {fused[0]}): convert with lowering='factored' "
+            "(or a smaller map_budget) to make it fit" if fused else "no conv uses the fused lowering: the weights "
+            "themselves are too large")
+    raise ValueError(f"the model's parameters and buffers take {need / 2**30:.2f} GiB, more than one "
+                     f"self-contained .onnx file can hold (protobuf limit 2 GiB); {hint}")
+
+
+def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
+                class_names: Sequence[str] | None = None) -> Path:
+    """Export ``jpeg_model`` (a :class:`~jpegfx.convert.JpegModel` in eval mode) for its spec's default
+    JPEG layout to one self-contained ONNX file at ``path``; returns the path.
+
+    ``class_names`` (one per output class) are stored in the metadata for
+    :class:`jpegfx.runtime.Session`. Raises ``ValueError`` for a model in train mode, for class names
+    that are not strings, and for a model too large for one file (see the module docstring).
+    """
+    if any(m.training for m in jpeg_model.modules()):
+        raise ValueError("export needs eval mode: call jpeg_model.eval()")
+    if class_names is not None:
+        class_names = list(class_names)
+        if not all(isinstance(c, str) for c in class_names):
+            raise ValueError("class_names must be strings")
+    path = Path(path)
+    spec = jpeg_model.spec
+    color_space, samplings = spec.samplings()
+    batch = _trace_batch(spec, _TRACE_BATCH)
+    stage = jpeg_model.input_stage(batch)  # the stage for the spec's layout
+    wrapper = _OnnxWrapper(stage, jpeg_model.network).eval()
+    need = _check_size(wrapper, jpeg_model.network)
+    args = batch_tensors(batch)
+    names = list(input_names(color_space))
+    assert len(names) == len(args)
+    outputs = _output_names(jpeg_model.network, wrapper, args)
+
+    start = time.perf_counter()
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                wrapper, args, buffer, input_names=names, output_names=outputs, opset_version=opset,
+                dynamic_axes={n: {0: "batch"} for n in names + outputs}, do_constant_folding=True, dynamo=False,
+            )
+    except (RuntimeError, ValueError) as exc:  # constants folded at export time can still overflow protobuf
+        if "2GB" in str(exc) or "2GiB" in str(exc) or "protobuf" in str(exc).lower():
+            raise ValueError("the exported graph exceeds protobuf's 2 GiB limit for one self-contained .onnx file; "
+                             "convert with lowering='factored' or a smaller input size") from exc
+        raise
+    traced = time.perf_counter() - start
+
+    import onnx
+
+    model = onnx.load_from_string(buffer.getvalue())
+    if class_names is not None:
+        _check_class_names(model, class_names)
+    graph_inputs = [i.name for i in model.graph.input]
+    if graph_inputs != names:  # the exporter drops inputs the graph never reads (chroma of a 1-channel model)
+        log.info("the model does not read input(s) %s: the ONNX file takes only %s",
+                 [n for n in names if n not in graph_inputs], graph_inputs)
+    from jpegfx import __version__
+
+    props = {
+        "jpegfx_version": __version__,
+        "input_size": f"{spec.input_size[0]}x{spec.input_size[1]}",
+        "channels": str(spec.channels),
+        "subsampling": spec.subsampling,
+        "color_space": color_space,
+        "samplings": json.dumps([list(s) for s in samplings]),
+        "normalize": _normalize_json(spec.normalize),
+        "upsampling": spec.upsampling,
+        "relu": spec.relu,
+        "frequencies": str(spec.frequencies),
+        "input_names": json.dumps(graph_inputs),
+        "output_names": json.dumps(outputs),
+        "dtype": _dtype_name(getattr(jpeg_model, "dtype", torch.float32)),
+    }
+    if class_names is not None:
+        props["class_names"] = json.dumps(class_names)
+    onnx.helper.set_model_props(model, props)
+    model.producer_name, model.producer_version = "jpegfx", __version__
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # replaced atomically below
+    try:
+        onnx.save_model(model, os.fspath(tmp))
+        onnx.checker.check_model(os.fspath(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("exported %s (%s %dx%d, %.1f MiB of tensors) to %s: %.1f MiB in %.2f s",
+             type(jpeg_model.network).__name__, props["subsampling"], *spec.input_size, need / 2**20, path,
+             path.stat().st_size / 2**20, time.perf_counter() - start)
+    log.debug("tracing took %.2f s", traced)
+    return path
+
+
+def _json(meta: Mapping[str, str], key: str, source: str):
+    try:
+        return json.loads(meta[key])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{source}: bad jpegfx metadata {key!r}: {exc}") from None
+
+
+def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSpec:
+    """An :class:`OnnxSpec` from ONNX ``metadata_props`` (e.g. onnxruntime's ``custom_metadata_map``);
+    ``ValueError`` (one line naming ``source``) when the jpegfx metadata is missing or malformed."""
+    if "jpegfx_version" not in meta:
+        raise ValueError(f"{source}: not a jpegfx model (no jpegfx metadata in the ONNX file); "
+                         "export it with jpegfx.export.export_onnx")
+    try:
+        h, w = (int(v) for v in meta["input_size"].lower().split("x"))
+        normalize = None
+        if meta["normalize"] != "none":
+            norm = _json(meta, "normalize", source)
+            normalize = (tuple(float(v) for v in norm["mean"]), tuple(float(v) for v in norm["std"]))
+        class_names = meta.get("class_names")
+        return OnnxSpec(
+            jpegfx_version=meta["jpegfx_version"],
+            input_size=(h, w),
+            channels=int(meta["channels"]),
+            subsampling=meta["subsampling"],
+            color_space=meta["color_space"],
+            samplings=tuple((int(v), int(hh)) for v, hh in _json(meta, "samplings", source)),
+            normalize=normalize,
+            upsampling=meta["upsampling"],
+            relu=meta["relu"],
+            frequencies=int(meta["frequencies"]),
+            input_names=tuple(_json(meta, "input_names", source)),
+            output_names=tuple(_json(meta, "output_names", source)) if "output_names" in meta else ("logits",),
+            class_names=None if class_names is None else tuple(_json(meta, "class_names", source)),
+            dtype=meta.get("dtype", "float32"),
+        )
+    except KeyError as exc:
+        raise ValueError(f"{source}: jpegfx metadata lacks {exc.args[0]!r}") from None
+    except (TypeError, ValueError) as exc:
+        if str(exc).startswith(source):
+            raise
+        raise ValueError(f"{source}: bad jpegfx metadata: {' '.join(str(exc).split())}") from None
+
+
+def read_spec(path: str | os.PathLike) -> OnnxSpec:
+    """The :class:`OnnxSpec` stored in an exported file (``ValueError`` if it has no jpegfx metadata)."""
+    import onnx
+
+    try:
+        model = onnx.load(os.fspath(path), load_external_data=False)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such file") from None
+    except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
+        raise ValueError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
+    return spec_from_metadata({p.key: p.value for p in model.metadata_props}, str(path))
