@@ -14,7 +14,7 @@ $(BIN)/jpegfx: pyproject.toml constraints.txt
 setup: $(BIN)/jpegfx
 
 demo: setup
-	$(BIN)/jpegfx convert --model resnet18 --input-size 224x224 --check 2
+	$(BIN)/jpegfx demo
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -247,6 +247,39 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0 if all(p.ok for p in predictions) else 1
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The built-in default: the shipped paper network (Fashion-MNIST) on the shipped sample JPEGs."""
+    from jpegfx import datasets
+
+    model, meta, samples = datasets.default_model().eval(), datasets.default_meta(), datasets.sample_jpegs()
+    classes = list(meta["classes"])
+    out = args.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"1. convert: the paper network trained on Fashion-MNIST (spatial test accuracy "
+          f"{100 * meta['accuracy_spatial']:.2f}%) to the JPEG domain, 32x32 gray, exact ReLU")
+    jpeg_model = jpegfx.convert(model, 32, subsampling="gray")
+    print(f"   {len(jpeg_model.records)} nodes lowered in {jpeg_model.seconds:.2f} s")
+    batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
+    report = jpegfx.verify(model, jpeg_model, batch)
+    print(f"2. verify on {len(samples)} sample JPEGs against the spatial model on their float decode: {report.summary()}")
+    path = jpegfx.export_onnx(jpeg_model, out / "paper_fashion_mnist.onnx", class_names=classes)
+    print(f"3. export: {path} ({path.stat().st_size / 1024:.0f} KiB)")
+    session = jpegfx.Session(path)
+    predictions = session.predict(samples, top_k=1)
+    print(f"4. predict with onnxruntime ({', '.join(session.providers)}):")
+    correct = 0
+    for p in predictions:
+        truth = classes[datasets.sample_label(p.path)]
+        correct += p.labels[0] == truth
+        print(f"   {Path(p.path).name:<22} {p.labels[0]:<12} {100 * float(p.scores[0]):5.1f}%   (true: {truth})")
+    print(f"   {correct}/{len(predictions)} correct; JPEG-domain model matches the spatial model: "
+          f"{'yes' if report.ok else 'NO'}")
+    if args.json:
+        print(json.dumps({"verification": {"max_rel_error": report.max_rel_error, "ok": report.ok},
+                          "onnx": str(path), "correct": correct, "total": len(predictions)}))
+    return 0 if report.ok else 1
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from jpegfx.bench import format_result, run_bench
 
@@ -337,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="the built-in default: convert, verify, export and predict on shipped JPEGs",
+                       description="Convert the shipped paper network (trained on Fashion-MNIST), verify it on the "
+                                   "shipped sample JPEGs, export it to ONNX and classify the samples with onnxruntime.")
+    p.add_argument("--out-dir", type=Path, default=Path("out"), help="where the ONNX file goes (default out/)")
+    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="geometry, sampling, tables and coefficient sparsity of JPEG files")
     p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")

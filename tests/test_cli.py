@@ -207,3 +207,12 @@ def test_predict_rejects_a_non_jpegfx_model(tmp_path, jpeg_files):
     bogus.write_bytes(b"not onnx")
     result = run("predict", str(bogus), str(jpeg_files[0]))
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_demo_runs_the_built_in_default(tmp_path):
+    result = run("demo", "--out-dir", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["verification"]["ok"] and summary["verification"]["max_rel_error"] < 1e-5
+    assert summary["total"] == 8 and summary["correct"] >= 7
+    assert (tmp_path / "paper_fashion_mnist.onnx").exists()
