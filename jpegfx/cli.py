@@ -135,7 +135,8 @@ def _print_summary(summary: dict, report) -> None:
         print(f"wrote {summary['onnx']}")
 
 
-def _read_files(paths: list[Path]) -> list[tuple[Path, "jpeg_io.JpegBatch"]]:
+def _list_files(paths: list[Path]) -> list[Path]:
+    """Files as given, directories expanded to their *.jpg / *.jpeg files (sorted)."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -146,7 +147,11 @@ def _read_files(paths: list[Path]) -> list[tuple[Path, "jpeg_io.JpegBatch"]]:
             raise CliError(f"no such file or directory: {p}")
     if not files:
         raise CliError("no JPEG files given")
-    return [(f, jpeg_io.read_jpeg(f)) for f in files]
+    return files
+
+
+def _read_files(paths: list[Path]) -> list[tuple[Path, "jpeg_io.JpegBatch"]]:
+    return [(f, jpeg_io.read_jpeg(f)) for f in _list_files(paths)]
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -217,16 +222,7 @@ def _progress(done: int, total: int) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    files: list[Path] = []
-    for p in args.files:
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise CliError(f"no such file or directory: {p}")
-    if not files:
-        raise CliError("no JPEG files given")
+    files = _list_files(args.files)
     session = jpegfx.Session(args.model, intra_op_threads=args.threads)
     predictions = []
     for start in range(0, len(files), args.batch_size):
