@@ -38,6 +38,21 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _normalize(text: str):
+    """none | imagenet | MEAN,STD with per-channel values separated by ':' (e.g. 0.5,0.25 or
+    0.485:0.456:0.406,0.229:0.224:0.225)."""
+    if text in ("none", "imagenet"):
+        return text
+    try:
+        mean, std = text.split(",")
+        values = (tuple(float(v) for v in mean.split(":")), tuple(float(v) for v in std.split(":")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected none, imagenet or MEAN,STD (values ':'-separated), got {text!r}") from None
+    if any(v <= 0 for v in values[1]):
+        raise argparse.ArgumentTypeError(f"std must be positive, got {text!r}")
+    return values
+
+
 def load_model(spec: str, channels: int | None, weights: Path | None) -> nn.Module:
     """A zoo name or ``module:factory``; weights are a state_dict read with ``weights_only=True``."""
     if ":" in spec:
@@ -88,8 +103,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     channels = jpeg_model.spec.channels
     x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
     report = jpegfx.verify(model, jpeg_model, x) if args.check > 0 else None
+    real = _verify_on_samples(model, jpeg_model) if args.check > 0 else None
     exact = args.relu == "exact" and args.maxpool == "exact"
-    failed = report is not None and exact and not report.ok
+    failed = exact and any(r is not None and not r.ok for r in (report, real))
     exported = None
     if args.output is not None and not failed:
         class_names = None
@@ -107,6 +123,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "images": args.check, "max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error,
             "top1_agreement": report.top1_agreement, "tolerance": report.tolerance, "ok": report.ok,
             "first_divergence": None if report.first_divergence is None else report.first_divergence.node},
+        "verification_real": None if real is None else {
+            "images": real.images, "max_rel_error": real.max_rel_error, "top1_agreement": real.top1_agreement,
+            "ok": real.ok},
         "onnx": exported,
     }
     if args.json:
@@ -131,6 +150,10 @@ def _print_summary(summary: dict, report) -> None:
     if report is not None:
         verdict = "OK" if report.ok else ("FAILED" if summary["relu"] == "exact" else "approximate")
         print(f"verification on {summary['verification']['images']} random input(s): {report.summary()} -> {verdict}")
+    real = summary["verification_real"]
+    if real is not None:
+        print(f"verification on {real['images']} bundled sample JPEG(s): max rel {real['max_rel_error']:.3e}, "
+              f"top-1 agreement {100 * real['top1_agreement']:.2f}% -> {'OK' if real['ok'] else 'FAILED'}")
     if summary["onnx"]:
         print(f"wrote {summary['onnx']}")
 
@@ -207,6 +230,23 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{agree}/{len(reports)} file(s) with the same top-1; "
               + ("all within tolerance" if not failed else "VERIFICATION FAILED"))
     return 1 if failed else 0
+
+
+class _RealCheck:
+    def __init__(self, report, images: int) -> None:
+        self.max_rel_error, self.top1_agreement, self.ok, self.images = (
+            report.max_rel_error, report.top1_agreement, report.ok, images)
+
+
+def _verify_on_samples(model: nn.Module, jpeg_model) -> _RealCheck | None:
+    """Verify on the bundled sample JPEGs (32×32 gray) when the model takes 32×32 inputs."""
+    from jpegfx import datasets
+
+    if tuple(jpeg_model.spec.input_size) != (32, 32):
+        return None
+    samples = datasets.sample_jpegs()
+    batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
+    return _RealCheck(jpegfx.verify(model, jpeg_model, batch), len(samples))
 
 
 def _channels(model: nn.Module) -> int:
@@ -312,8 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--maxpool", choices=["exact", "asm"], default="exact")
     p.add_argument("--lowering", choices=["auto", "fused", "factored", "pointwise"], default="auto")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--normalize", choices=["none", "imagenet"], default="none",
-                   help="the spatial model's input normalisation (default: pixels/255)")
+    p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD",
+                   help="the spatial model's input normalisation (default none: pixels/255); MEAN,STD per channel "
+                        "separated by ':', e.g. 0.5:0.5:0.5,0.25:0.25:0.25")
     p.add_argument("--subsampling", choices=["4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray"],
                    help="the JPEG layout the exported model takes (default 4:2:0, gray for 1-channel models)")
     p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
@@ -344,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="resnet18", help="a zoo name or module:factory")
     p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
     p.add_argument("--channels", type=int, help="input channels of a zoo model")
-    p.add_argument("--normalize", choices=["none", "imagenet"], default="none")
+    p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD")
     p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
     p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
     p.add_argument("--frequencies", type=int, default=15)

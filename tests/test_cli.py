@@ -36,6 +36,8 @@ def test_convert_json_reports_layers_and_exact_verification():
     assert summary["lowered"]["Conv2d"] == 9 and summary["lowered"]["BatchNorm2d"] == 9  # stem, 3 blocks, 2 projections
     assert summary["verification"]["ok"] and summary["verification"]["top1_agreement"] == 1.0
     assert summary["verification"]["max_rel_error"] < 1e-5
+    real = summary["verification_real"]  # the bundled sample JPEGs (32×32) are checked too
+    assert real["images"] == 8 and real["ok"] and real["top1_agreement"] == 1.0
 
 
 def test_convert_prints_a_table_and_approximate_modes_do_not_fail():
@@ -103,6 +105,14 @@ def test_unsupported_model_lists_every_op(tmp_path):
 
 
 @pytest.mark.parametrize("size", ["abc", "0x4"])
+def test_normalize_mean_std():
+    result = run("convert", "--model", "resnet20", "--normalize", "0.5:0.4:0.3,0.2:0.25:0.3", "--check", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["verification"]["ok"]
+    bad = run("convert", "--model", "resnet20", "--normalize", "0.5,-1")
+    assert bad.returncode == 2 and "std must be positive" in bad.stderr
+
+
 def test_bad_input_size(size):
     result = run("convert", "--model", "paper", "--input-size", size)
     assert result.returncode == 2 and "--input-size" in result.stderr

@@ -65,19 +65,59 @@ def test_imagenet_zoo_models_match_spatial(name, size, batch, dtype):
     assert report.top1_agreement == 1.0
 
 
+ZOO_SIZES = {"paper": 32, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
+             "resnet18": 64, "resnet34": 64, "resnet50": 64}
+
+
 @pytest.mark.parametrize("relu", ["asm", "apx"])
-@pytest.mark.parametrize("name", ["paper", "resnet20", "preact_resnet18"])
+@pytest.mark.parametrize("name", list(ZOO_SIZES))
 def test_approximate_relu_runs_and_is_reported(name, relu, caplog):
     model = build(name, torch.float32)
-    jpeg_model = jpegfx.convert(model, 32, relu=relu, frequencies=6)
+    size = ZOO_SIZES[name]
+    jpeg_model = jpegfx.convert(model, size, relu=relu, frequencies=6)
     relus = [m for m in jpeg_model.network.modules() if isinstance(m, ops.JpegReLU)]
     assert relus and all(m.mode == relu and m.frequencies == 6 for m in relus)
-    x = torch.randn(4, 1 if name == "paper" else 3, 32, 32)
+    x = torch.randn(4, 1 if name == "paper" else 3, size, size)
     with caplog.at_level(logging.INFO, logger="jpegfx.verify"):
         report = jpegfx.verify(model, jpeg_model, x)
     assert 0 < report.max_rel_error < float("inf")  # the approximation is applied and measured
     assert report.first_divergence is not None and "relu" in report.first_divergence.node
     assert "max rel" in caplog.text
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image("china.jpg")  # a real 427×640 photo
+
+
+@pytest.mark.parametrize("name,size", [("paper", (32, 32)), ("resnet20", (32, 32)), ("resnet56", (32, 32)),
+                                       ("preact_resnet18", (32, 32)), ("resnet18", (224, 224)),
+                                       ("resnet34", (200, 152)), ("resnet50", (224, 224))],
+                         ids=["paper", "resnet20", "resnet56", "preact18", "resnet18-224", "resnet34-200x152",
+                              "resnet50-224"])
+def test_zoo_models_on_real_photo_jpegs(name, size, photo):
+    """Real photo crops, written by Pillow (4:2:0), read with read_jpeg: exact against the float decode."""
+    import io
+
+    from PIL import Image
+
+    from jpegfx.jpeg import read_jpeg, stack
+
+    model = build(name, torch.float32, **({} if name == "paper" else {"num_classes": 100}))
+    files = []
+    for top in (0, 150):
+        buf = io.BytesIO()
+        Image.fromarray(photo[top:top + size[0], 100:100 + size[1]]).save(buf, "JPEG", quality=85)
+        files.append(buf.getvalue())
+    batch = stack([read_jpeg(f) for f in files])
+    jpeg_model = jpegfx.convert(model, size, normalize=None if name == "paper" else "imagenet")
+    assert_rewritten(jpeg_model)
+    report = jpegfx.verify(model, jpeg_model, batch)
+    small = size == (32, 32)
+    assert report.max_rel_error <= TOL[("small" if small else "imagenet", torch.float32)], report.summary()
+    assert report.top1_agreement == 1.0
 
 
 class Functional(nn.Module):
