@@ -3,8 +3,8 @@
 ::
 
     session = Session("resnet18_jpeg.onnx")
-    for p in session.predict(["cat.jpg", "dog.jpg"], top_k=5):
-        print(p.path, p.labels or p.indices, p.scores)
+    predictions = session.predict(["cat.jpg", "dog.jpg"], top_k=5)
+    best = {p.path: p.labels[0] if p.labels else p.top1 for p in predictions}
 
 Files are read with :func:`jpegfx.jpeg.read_jpeg` (no decode: the quantised coefficients and tables go
 straight into the model) and checked against the model's spec before they are batched: image size,
