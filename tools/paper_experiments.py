@@ -42,7 +42,6 @@ import datetime
 import importlib.util
 import io
 import json
-import math
 import os
 import pickle
 import platform
