@@ -46,7 +46,7 @@ def _always(module: nn.Module, options: ConvertOptions) -> str | None:
 def _check_conv(conv: nn.Conv2d, options: ConvertOptions) -> str | None:
     reasons = ops.conv.supported_lowerings(conv)
     if options.lowering == "auto":
-        return None if any(r is None for r in reasons.values()) else "; ".join(set(filter(None, reasons.values())))
+        return None if any(r is None for r in reasons.values()) else "; ".join(dict.fromkeys(filter(None, reasons.values())))
     return reasons.get(options.lowering, f"unknown lowering {options.lowering!r}")
 
 
