@@ -26,7 +26,7 @@ from torch import nn
 
 import jpegfx
 from jpegfx import jpeg as jpeg_io
-from jpegfx.convert import JpegModel
+from jpegfx.convert import JpegModel, infer_channels
 from jpegfx.ops.input import normalization
 from jpegfx.transforms import to_dct
 
@@ -130,7 +130,7 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
     model = jpegfx.models.create_model(model_name)
     jpegfx.models.randomize_batchnorm(model, torch.Generator().manual_seed(seed))
     model.eval()
-    channels = next(m for m in model.modules() if isinstance(m, nn.Conv2d)).in_channels
+    channels = infer_channels(model)
     normalize = "imagenet" if channels == 3 else None
     result = BenchResult(model_name, tuple(size), batch, relu, frequencies, torch.get_num_threads())
     start = time.perf_counter()

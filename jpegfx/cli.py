@@ -18,6 +18,7 @@ from torch import nn
 import jpegfx
 from jpegfx import jpeg as jpeg_io
 from jpegfx import models
+from jpegfx.convert import infer_channels
 from jpegfx.errors import JpegfxError, UnsupportedModelError
 
 NATIVE_SIZE = {"paper": 32, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
@@ -98,7 +99,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
     jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies,
                                 lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
-                                subsampling=args.subsampling or ("gray" if _channels(model) == 1 else "4:2:0"),
+                                subsampling=args.subsampling or ("gray" if infer_channels(model) == 1 else "4:2:0"),
                                 upsampling=args.upsampling)
     channels = jpeg_model.spec.channels
     x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
@@ -247,10 +248,6 @@ def _verify_on_samples(model: nn.Module, jpeg_model) -> _RealCheck | None:
     samples = datasets.sample_jpegs()
     batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
     return _RealCheck(jpegfx.verify(model, jpeg_model, batch), len(samples))
-
-
-def _channels(model: nn.Module) -> int:
-    return next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), 3)
 
 
 def _progress(done: int, total: int) -> None:

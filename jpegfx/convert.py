@@ -103,7 +103,8 @@ class JpegModel(nn.Module):
         return self.network(x)
 
 
-def _infer_channels(model: nn.Module) -> int:
+def infer_channels(model: nn.Module) -> int:
+    """Input channels of ``model``: those of its first ``Conv2d``."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             return m.in_channels
@@ -157,7 +158,7 @@ def convert(
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     start = time.perf_counter()
     options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model))
-    context = PassContext(options, size, in_channels or _infer_channels(model), keep_jpeg_output, debug)
+    context = PassContext(options, size, in_channels or infer_channels(model), keep_jpeg_output, debug)
     network = passes.run_pipeline(copy.deepcopy(model), context)
     if isinstance(normalize, str) or normalize is not None:
         mean, std = normalization(normalize, context.in_channels)

@@ -60,10 +60,6 @@ def _check_dropout(module: nn.Module, options: ConvertOptions) -> str | None:
     return None
 
 
-def _check_adaptive(pool: nn.AdaptiveAvgPool2d, options: ConvertOptions) -> str | None:
-    return None
-
-
 def _build_conv(conv, geometry, options, name):
     return ops.JpegConv2d.from_spatial(conv, geometry, options.lowering, options.map_budget, name)
 
@@ -109,7 +105,7 @@ LOWERINGS: dict[type, Lowering] = {
                            "exact, or ASM-style winner selection on k frequencies", _check_maxpool, _build_maxpool),
     nn.AvgPool2d: Lowering("nn.AvgPool2d", "JpegAvgPool2d", "exact", _always, _build_avgpool),
     nn.AdaptiveAvgPool2d: Lowering("nn.AdaptiveAvgPool2d / F.adaptive_avg_pool2d", "JpegAdaptiveAvgPool2d",
-                                   "exact; 1×1 reads DC only; ends the JPEG domain", _check_adaptive,
+                                   "exact; 1×1 reads DC only; ends the JPEG domain", _always,
                                    _build_adaptive, ends_jpeg_domain=True),
     nn.Identity: Lowering("nn.Identity", "(removed)", "passthrough", _always, _build_identity),
     nn.Dropout: Lowering("nn.Dropout (eval)", "(removed)", "passthrough in eval mode", _check_dropout,

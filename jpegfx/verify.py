@@ -20,6 +20,7 @@ from jpegfx.convert import JpegModel
 from jpegfx.jpeg import JpegBatch
 
 from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext
+from jpegfx.passes.normalize_functions import normalize_functions
 from jpegfx.registry import ConvertOptions
 from jpegfx.transforms import from_dct, to_dct
 
@@ -76,9 +77,7 @@ def _spatial_graph(model: nn.Module, jpeg_model: JpegModel) -> fx.GraphModule:
     spec = jpeg_model.spec
     context = PassContext(ConvertOptions(), spec.input_size, spec.channels)
     gm = passes.trace_model(copy.deepcopy(model), context)
-    for p in passes.FRONTEND[:1]:  # the same functional normalisation → the same node names
-        gm = p(gm, context)
-    return gm
+    return normalize_functions(gm, context)  # the conversion's own rewrite → the same node names
 
 
 def first_divergence(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, tolerance: float) -> Divergence | None:

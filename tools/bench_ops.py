@@ -133,7 +133,7 @@ def bench_ops(batch: int, channels: int, size: int, warmup: int, repeat: int, se
                 module, takes_jpeg = build()
             with torch.inference_mode():
                 inp = xj if takes_jpeg else x
-                out, times = time_calls(lambda: module(inp), warmup, repeat)
+                out, times = time_calls(lambda m=module: m(inp), warmup, repeat)
                 if takes_jpeg:
                     out = to_spatial(out, module.out_geometry)
             row["times_ms"] = [1e3 * t for t in times]

@@ -16,7 +16,6 @@ from jpegfx.ops.conv import (
 )
 from jpegfx.ops.pool import (
     JpegAdaptiveAvgPool2d,
-    JpegAdd,
     JpegAvgPool2d,
     JpegMaxPool2d,
     JpegShortcutA,
@@ -28,7 +27,6 @@ __all__ = [
     "DEFAULT_MAP_BUDGET",
     "LOWERINGS",
     "JpegAdaptiveAvgPool2d",
-    "JpegAdd",
     "JpegAvgPool2d",
     "JpegBatchNorm2d",
     "JpegConv2d",

@@ -26,6 +26,11 @@ class JpegModule(nn.Module):
         return f"{a.h}x{a.w} -> {b.h}x{b.w}"
 
 
+def pair(v) -> tuple[int, int]:
+    """An int or a pair (PyTorch's kernel/stride/padding arguments) as a tuple of two ints."""
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
 def channels_of(x: torch.Tensor) -> int:
     """Number of image channels C of a JPEG-domain tensor ``(N, C·64, Hb, Wb)``."""
     return x.shape[1] // NCOEF

@@ -28,7 +28,6 @@ The bias ``b`` adds ``b · constant_pattern`` (see :func:`jpegfx.ops.base.add_ch
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import opt_einsum
@@ -38,9 +37,8 @@ from torch import nn
 
 from jpegfx import transforms as T
 from jpegfx.ops.base import JpegModule, PaddingMask, add_channel_constant, to_jpeg, to_spatial
+from jpegfx.ops.base import pair as _pair
 from jpegfx.transforms import BLOCK, NCOEF, BlockGeometry
-
-log = logging.getLogger(__name__)
 
 LOWERINGS = ("fused", "factored", "pointwise")
 DEFAULT_MAP_BUDGET = 1 << 30
@@ -84,10 +82,6 @@ class BlockConvPlan:
                         sel[a, t, m_out, m_in] = 1.0
         c = T.dct_matrix()
         return torch.einsum("pm,atmn,un->atpu", c, sel, c)
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def fused_map_bytes(conv: nn.Conv2d, geometry: BlockGeometry, itemsize: int = 4) -> int:
@@ -251,18 +245,3 @@ class JpegConv2d(JpegModule):
         o, i = self.weight.shape[:2]
         return (f"{i * self.groups}->{o}, kernel={tuple(self.weight.shape[-2:])}, stride={self.stride}, "
                 f"padding={self.padding}, lowering={self.lowering}, {super().extra_repr()}")
-
-
-
-def map_mib(n_bytes: int) -> float:
-    return n_bytes / 2**20
-
-
-def describe_budget(conv: nn.Conv2d, geometry: BlockGeometry) -> str:
-    """One line: fused bytes and MACs per lowering (for conversion summaries)."""
-    parts = [f"fused map {map_mib(fused_map_bytes(conv, geometry)):.1f} MiB"]
-    for name, why in supported_lowerings(conv).items():
-        if why is None:
-            parts.append(f"{name} {conv_macs(conv, geometry, name) / 1e6:.1f} MMAC")
-    return ", ".join(parts)
-

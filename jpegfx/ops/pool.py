@@ -21,13 +21,10 @@ from torch import nn
 
 from jpegfx import transforms as T
 from jpegfx.ops.base import JpegModule, to_jpeg, to_spatial
+from jpegfx.ops.base import pair as _pair
 from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
 
 MAXPOOL_MODES = ("exact", "asm")
-
-
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
 
 
 def _pool_geometry(g: BlockGeometry, kernel, stride, padding, dilation=1, ceil_mode=False) -> BlockGeometry:
@@ -122,13 +119,6 @@ class JpegAdaptiveAvgPool2d(JpegModule):
             dc = x.reshape(n, c64 // NCOEF, NCOEF, hb * wb)[:, :, 0]
             return (dc.sum(dim=-1) * (8.0 / (self.in_geometry.h * self.in_geometry.w))).reshape(n, -1, 1, 1)
         return F.adaptive_avg_pool2d(to_spatial(x, self.in_geometry), self.output_size)
-
-
-class JpegAdd(nn.Module):
-    """Element-wise addition (paper §4.4): ``J(a + b) = J(a) + J(b)``, coefficient by coefficient."""
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return a + b
 
 
 class JpegToSpatial(JpegModule):
