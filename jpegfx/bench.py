@@ -6,7 +6,10 @@ taken between numbers measured in the same run (the machines are noisy; never co
 * **end to end** from JPEG bytes in memory: (a) :func:`jpegfx.jpeg.read_jpeg` + the JPEG-domain model,
   vs (b) a full libjpeg-turbo decode (simplejpeg when installed, and Pillow) + normalisation + the
   spatial model;
-* **network only**: the JPEG-domain network on the DCT of the input vs the spatial model on the input;
+* **network only**: the JPEG-domain network on the DCT of the input vs the spatial model on the input,
+  with the ``elide_transforms`` pass (the default) and without it (every value in the JPEG domain);
+* **onnxruntime** (``onnx=True``): both models exported to ONNX and run on the CPU provider with the
+  torch thread count, end to end from JPEG bytes (read coefficients vs full decode) and network only;
 * **per layer**: each node of the JPEG-domain graph and of the spatial graph, timed through an fx
   Interpreter (node twins share names), to show which layers cost what.
 """
@@ -15,7 +18,10 @@ from __future__ import annotations
 import io
 import logging
 import statistics
+import tempfile
 import time
+import warnings
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -54,6 +60,7 @@ class BenchResult:
     threads: int
     seconds: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
+    checks: dict[str, float] = field(default_factory=dict)  # max relative differences between what is timed
     layers: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -99,6 +106,11 @@ class _NodeTimer(fx.Interpreter):
         return out
 
 
+def _rel(a, b) -> float:
+    a, b = torch.as_tensor(a).double(), torch.as_tensor(b).double()
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
+
+
 def layer_times(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, repeat: int) -> list[dict]:
     """Per-node median-free totals over ``repeat`` runs (seconds per run), JPEG-domain vs spatial twin."""
     from jpegfx.verify import _spatial_graph
@@ -120,9 +132,25 @@ def layer_times(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, repeat
     return rows
 
 
+def _ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def _export_spatial(model: nn.Module, x: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), str(path), input_names=["x"], output_names=["y"], opset_version=17,
+                          dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
+
+
 def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), batch: int = 1,
               relu: str = "exact", frequencies: int = 15, threads: int | None = None, warmup: int = 2,
-              repeat: int = 5, layers: bool = True, seed: int = 0) -> BenchResult:
+              repeat: int = 5, layers: bool = True, seed: int = 0, onnx: bool = True) -> BenchResult:
     """Measure one configuration; see the module docstring."""
     if threads:
         torch.set_num_threads(threads)
@@ -137,6 +165,8 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
     jpeg_model = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
                                 subsampling="4:2:0" if channels == 3 else "gray", maxpool="exact")
     result.seconds["convert"] = time.perf_counter() - start
+    all_jpeg = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
+                              subsampling="4:2:0" if channels == 3 else "gray", elide_transforms=False)
     files = _jpeg_files(batch, size, channels, seed)
     mean, std = (t.float().reshape(1, -1, 1, 1) for t in normalization(normalize, channels))
 
@@ -173,7 +203,10 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
             t[f"decode_{name}"] = median_seconds(dec, warmup, repeat)
         t["jpeg_model_from_coefficients"] = median_seconds(lambda: jpeg_model(coeffs), warmup, repeat)
         xd = to_dct(x)
+        result.checks["elided_vs_all_jpeg"] = _rel(jpeg_model.network(xd), all_jpeg.network(xd))
+        result.checks["jpeg_network_vs_spatial"] = _rel(jpeg_model.network(xd), model(x))
         t["jpeg_network_only"] = median_seconds(lambda: jpeg_model.network(xd), warmup, repeat)
+        t["jpeg_network_only_all_jpeg"] = median_seconds(lambda: all_jpeg.network(xd), warmup, repeat)
         t["spatial_network_only"] = median_seconds(lambda: model(x), warmup, repeat)
         t["end_to_end_jpeg"] = median_seconds(lambda: jpeg_model(read_coefficients()), warmup, repeat)
         for name, dec in decoders.items():
@@ -181,10 +214,41 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
     for name in decoders:
         result.ratios[f"end_to_end_jpeg_over_{name}_spatial"] = t["end_to_end_jpeg"] / t[f"end_to_end_{name}_spatial"]
     result.ratios["network_jpeg_over_spatial"] = t["jpeg_network_only"] / t["spatial_network_only"]
+    result.ratios["network_all_jpeg_over_spatial"] = t["jpeg_network_only_all_jpeg"] / t["spatial_network_only"]
     result.ratios["images_per_second_jpeg"] = batch / t["end_to_end_jpeg"]
+    if onnx:
+        _bench_onnxruntime(result, jpeg_model, model, x, read_coefficients, decoders, warmup, repeat)
     if layers:
         result.layers = layer_times(model, jpeg_model, x, max(1, repeat // 2))
     return result
+
+
+def _bench_onnxruntime(result: BenchResult, jpeg_model: JpegModel, model: nn.Module, x: torch.Tensor,
+                       read_coefficients: Callable[[], jpeg_io.JpegBatch], decoders: dict[str, Callable],
+                       warmup: int, repeat: int) -> None:
+    """Both models in onnxruntime (CPU provider, ``result.threads`` intra-op threads)."""
+    from jpegfx.export import export_onnx
+    from jpegfx.runtime import Session
+
+    with tempfile.TemporaryDirectory() as tmp:
+        jpeg_path, spatial_path = Path(tmp) / "jpeg.onnx", Path(tmp) / "spatial.onnx"
+        export_onnx(jpeg_model, jpeg_path)
+        _export_spatial(model, x, spatial_path)
+        jpeg_session = Session(jpeg_path, providers=["CPUExecutionProvider"], intra_op_threads=result.threads)
+        spatial_session = _ort_session(spatial_path, result.threads)
+    t, coeffs, pixels = result.seconds, read_coefficients(), x.numpy()
+    with torch.inference_mode():
+        result.checks["ort_jpeg_vs_torch"] = _rel(jpeg_session.run(coeffs), jpeg_model(coeffs))
+        result.checks["ort_spatial_vs_torch"] = _rel(spatial_session.run(None, {"x": pixels})[0], model(x))
+    t["ort_jpeg_model_from_coefficients"] = median_seconds(lambda: jpeg_session.run(coeffs), warmup, repeat)
+    t["ort_spatial_network_only"] = median_seconds(lambda: spatial_session.run(None, {"x": pixels}), warmup, repeat)
+    t["ort_end_to_end_jpeg"] = median_seconds(lambda: jpeg_session.run(read_coefficients()), warmup, repeat)
+    for name, dec in decoders.items():
+        t[f"ort_end_to_end_{name}_spatial"] = median_seconds(
+            lambda dec=dec: spatial_session.run(None, {"x": dec().numpy()}), warmup, repeat)
+        result.ratios[f"ort_end_to_end_jpeg_over_{name}_spatial"] = (t["ort_end_to_end_jpeg"]
+                                                                    / t[f"ort_end_to_end_{name}_spatial"])
+    result.ratios["ort_images_per_second_jpeg"] = result.batch / t["ort_end_to_end_jpeg"]
 
 
 def format_result(r: BenchResult, top_layers: int = 10) -> str:
@@ -194,6 +258,8 @@ def format_result(r: BenchResult, top_layers: int = 10) -> str:
         lines.append(f"  {key:<40} {1e3 * value:10.2f} ms")
     for key, value in r.ratios.items():
         lines.append(f"  {key:<40} {value:10.3f}")
+    for key, value in r.checks.items():
+        lines.append(f"  max rel difference {key:<21} {value:10.1e}")
     if r.layers:
         lines.append(f"  hottest JPEG-domain layers (of {len(r.layers)}):")
         lines.append(f"    {'node':<26} {'op':<22} {'jpeg ms':>9} {'spatial ms':>10} {'ratio':>7}")

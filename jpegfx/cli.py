@@ -100,7 +100,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies,
                                 lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
                                 subsampling=args.subsampling or ("gray" if infer_channels(model) == 1 else "4:2:0"),
-                                upsampling=args.upsampling)
+                                upsampling=args.upsampling, elide_transforms=not args.no_elide)
     channels = jpeg_model.spec.channels
     x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
     report = jpegfx.verify(model, jpeg_model, x) if args.check > 0 else None
@@ -118,6 +118,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         "frequencies": args.frequencies, "conversion_seconds": round(jpeg_model.seconds, 3),
         "lowered": dict(Counter(r.spatial for r in jpeg_model.records)),
         "layers": [{"node": r.node, "op": r.spatial, "lowering": r.detail, "map_bytes": r.map_bytes,
+                    "domains": list(r.domains),
                     "in": [r.in_geometry.h, r.in_geometry.w], "out": [r.out_geometry.h, r.out_geometry.w]}
                    for r in jpeg_model.records],
         "verification": None if report is None else {
@@ -142,12 +143,12 @@ def _print_summary(summary: dict, report) -> None:
           + ("" if summary["relu"] == "exact" else f"(k={summary['frequencies']})")
           + f", converted in {summary['conversion_seconds']:.2f} s")
     print("nodes lowered: " + ", ".join(f"{op} {n}" for op, n in summary["lowered"].items()))
-    print(f"{'node':<28} {'op':<18} {'lowering':<12} {'in':>9} {'out':>9} {'map MiB':>8}")
+    print(f"{'node':<28} {'op':<18} {'lowering':<12} {'in':>9} {'out':>9} {'domains':<16} {'map MiB':>8}")
     for layer in summary["layers"]:
         if layer["op"] in ("Conv2d", "MaxPool2d") or layer["lowering"] != "exact":
             print(f"{layer['node']:<28} {layer['op']:<18} {layer['lowering']:<12} "
                   f"{'x'.join(map(str, layer['in'])):>9} {'x'.join(map(str, layer['out'])):>9} "
-                  f"{layer['map_bytes'] / 2**20:>8.1f}")
+                  f"{' -> '.join(layer['domains']):<16} {layer['map_bytes'] / 2**20:>8.1f}")
     if report is not None:
         verdict = "OK" if report.ok else ("FAILED" if summary["relu"] == "exact" else "approximate")
         print(f"verification on {summary['verification']['images']} random input(s): {report.summary()} -> {verdict}")
@@ -321,7 +322,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         size = args.input_size or (NATIVE_SIZE.get(name, 224),) * 2
         for batch in args.batch:
             r = run_bench(name, size, batch, args.relu, args.frequencies, args.threads, args.warmup, args.repeat,
-                          layers=not args.no_layers)
+                          layers=not args.no_layers, onnx=not args.no_onnx)
             results.append(r)
             if not args.json:
                 print(format_result(r), flush=True)
@@ -348,6 +349,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frequencies", type=int, default=15, help="spatial frequencies k for asm/apx (1..15)")
     p.add_argument("--maxpool", choices=["exact", "asm"], default="exact")
     p.add_argument("--lowering", choices=["auto", "fused", "factored", "pointwise"], default="auto")
+    p.add_argument("--no-elide", action="store_true",
+                   help="keep every value in the JPEG domain (the paper's model) instead of handing values between "
+                        "pixel-computing ops over in pixels (exact either way; eliding is faster)")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD",
                    help="the spatial model's input normalisation (default none: pixels/255); MEAN,STD per channel "
@@ -402,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

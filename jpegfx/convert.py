@@ -131,6 +131,7 @@ def convert(
     map_budget: int = DEFAULT_MAP_BUDGET,
     in_channels: int | None = None,
     keep_jpeg_output: bool = False,
+    elide_transforms: bool = True,
     debug: bool = False,
 ) -> JpegModel:
     """Convert a spatial model to the JPEG domain for inputs of logical size ``input_size``.
@@ -141,7 +142,9 @@ def convert(
     ``(pixels/255 − mean)/std``; ``None``: ``pixels/255``); ``subsampling`` is the JPEG layout the
     exported model expects ("4:4:4", "4:2:2", "4:2:0", "4:4:0" or "gray"; in torch every layout works)
     and ``upsampling`` the chroma filter ("fancy" as libjpeg, or "nearest"). The model's train/eval
-    mode is kept (train mode gives train-mode BN).
+    mode is kept (train mode gives train-mode BN). ``elide_transforms`` keeps values between two
+    pixel-computing ops (conv → BN → ReLU → conv …) in pixels, cancelling DCT/IDCT pairs (exact,
+    faster); ``False`` keeps every value in the JPEG domain, as in the paper.
     """
     if subsampling not in SUBSAMPLINGS:
         raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}, got {subsampling!r}")
@@ -157,7 +160,8 @@ def convert(
         raise ValueError(f"maxpool must be 'exact' or 'asm', got {maxpool!r}")
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     start = time.perf_counter()
-    options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model))
+    options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model),
+                             elide_transforms)
     context = PassContext(options, size, in_channels or infer_channels(model), keep_jpeg_output, debug)
     network = passes.run_pipeline(copy.deepcopy(model), context)
     if isinstance(normalize, str) or normalize is not None:

@@ -535,9 +535,15 @@ def _fast_lib() -> ctypes.CDLL | None:
         return None
 
 
+_STDERR_SINK: list[BinaryIO] = []  # one scratch file, reused under _LOCK
+
+
 @contextlib.contextmanager
 def _captured_stderr():
-    """Redirect file descriptor 2 (where libjpeg prints) into a list of lines, filled on exit."""
+    """Redirect file descriptor 2 (where libjpeg prints) into a list of lines, filled on exit.
+
+    Callers hold ``_LOCK``; the scratch file is created once and emptied before each use.
+    """
     lines: list[str] = []
     with contextlib.suppress(Exception):
         sys.stderr.flush()  # nothing of Python's may land in the capture
@@ -546,15 +552,19 @@ def _captured_stderr():
     except OSError:  # no stderr at all: nothing to capture
         yield lines
         return
-    with tempfile.TemporaryFile() as tmp:
-        try:
-            os.dup2(tmp.fileno(), 2)
-            yield lines
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            lines.extend(ln.strip() for ln in tmp.read().decode("utf-8", "replace").splitlines() if ln.strip())
+    if not _STDERR_SINK:
+        _STDERR_SINK.append(tempfile.TemporaryFile())
+    sink = _STDERR_SINK[0]
+    sink.seek(0)
+    sink.truncate()
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield lines
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        sink.seek(0)
+        lines.extend(ln.strip() for ln in sink.read().decode("utf-8", "replace").splitlines() if ln.strip())
 
 
 def _check_messages(lines: list[str], failed: bool) -> None:
@@ -572,7 +582,21 @@ def _check_messages(lines: list[str], failed: bool) -> None:
 
 @contextlib.contextmanager
 def _as_file(data: bytes):
-    """jpeglib reads paths only: a private temporary copy of ``data``, removed afterwards."""
+    """jpeglib reads paths only: a private copy of ``data`` that has a path, removed afterwards.
+
+    On Linux an anonymous in-memory file (``memfd_create``, opened through ``/proc/self/fd``) avoids
+    the file system; elsewhere a temporary file.
+    """
+    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
+        fd = os.memfd_create("jpegfx", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            yield f"/proc/self/fd/{fd}"
+        finally:
+            os.close(fd)
+        return
     tmp = tempfile.NamedTemporaryFile(prefix="jpegfx-", suffix=".jpg", delete=False)
     try:
         with tmp:

@@ -27,6 +27,7 @@ class ConvertOptions:
     lowering: str = "auto"
     map_budget: int = ops.DEFAULT_MAP_BUDGET
     dtype: torch.dtype = torch.float32
+    elide_transforms: bool = True
 
 
 @dataclass(frozen=True)

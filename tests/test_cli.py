@@ -168,9 +168,15 @@ def test_bench_smoke_json():
     assert result.returncode == 0, result.stderr
     [r] = json.loads(result.stdout)
     assert r["model"] == "paper" and r["batch"] == 2
-    for key in ("read_coefficients", "decode_pillow", "end_to_end_jpeg", "jpeg_network_only", "spatial_network_only"):
+    for key in ("read_coefficients", "decode_pillow", "end_to_end_jpeg", "jpeg_network_only", "spatial_network_only",
+                "jpeg_network_only_all_jpeg", "ort_end_to_end_jpeg", "ort_end_to_end_pillow_spatial"):
         assert r["seconds"][key] > 0
     assert r["ratios"]["network_jpeg_over_spatial"] > 0 and r["layers"]
+    assert r["ratios"]["ort_end_to_end_jpeg_over_pillow_spatial"] > 0
+    # what is timed computes the same functions: elided = all-JPEG = spatial, onnxruntime = torch
+    assert set(r["checks"]) == {"elided_vs_all_jpeg", "jpeg_network_vs_spatial", "ort_jpeg_vs_torch",
+                                "ort_spatial_vs_torch"}
+    assert all(v <= 1e-4 for v in r["checks"].values()), r["checks"]
 
 
 def test_convert_export_predict_end_to_end(tmp_path, jpeg_files):

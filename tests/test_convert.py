@@ -6,6 +6,7 @@ JPEG-domain graph) and that the numbers match (relative logit error, top-1 agree
 from __future__ import annotations
 
 import logging
+import operator
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from torch import nn
 import jpegfx
 from jpegfx import models, ops
 from jpegfx.errors import ConversionError, UnsupportedModelError
+from conftest import assert_close_rel
 from jpegfx.transforms import to_dct
 
 SPATIAL_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d)
@@ -243,10 +245,11 @@ def test_debug_dumps_graph_after_every_pass(caplog):
         assert f"graph after {name}:" in caplog.text
 
 
-def test_one_training_step_equals_spatial_step():
+@pytest.mark.parametrize("elide", [True, False], ids=["elided", "all-jpeg"])
+def test_one_training_step_equals_spatial_step(elide):
     """Train mode: BN uses batch statistics; one SGD step changes both nets' weights identically."""
     model = build("paper", torch.float64).train()
-    jpeg_model = jpegfx.convert(model, 32)
+    jpeg_model = jpegfx.convert(model, 32, elide_transforms=elide)
     x = torch.randn(8, 1, 32, 32, dtype=torch.float64)
     labels = torch.randint(0, 10, (8,))
     for net, inputs in ((model, x), (jpeg_model, to_dct(x))):
@@ -262,3 +265,65 @@ def test_one_training_step_equals_spatial_step():
     for name, b in model.named_buffers():
         if name.endswith(("running_mean", "running_var")):
             assert (buffers[name] - b).abs().max() <= 1e-10 * b.abs().max(), name
+
+
+# ------------------------------------------------------------------------------------------------
+# elide_transforms: DCT/IDCT pairs between pixel-computing ops cancel
+# ------------------------------------------------------------------------------------------------
+def _domains(jpeg_model: jpegfx.JpegModel) -> dict[str, tuple[str, str]]:
+    return {r.node: r.domains for r in jpeg_model.records}
+
+
+def test_elided_basic_block_hands_values_over_in_pixels():
+    model = build("resnet20", torch.float64, shortcut="B")
+    elided = jpegfx.convert(model, 32)
+    d = _domains(elided)
+    # inside a block: conv → BN → ReLU → conv in pixels; the BN before + and the addition in the JPEG domain
+    assert d["layer1_1_conv1"] == ("pixels", "pixels")  # reads the previous block's ReLU output, below
+    assert d["layer1_1_bn1"] == ("pixels", "pixels")
+    assert d["layer1_1_relu"] == ("pixels", "pixels")
+    assert d["layer1_1_conv2"] == ("pixels", "jpeg")
+    assert d["layer1_1_bn2"] == ("jpeg", "jpeg")
+    # the ReLU after + feeds the next block's conv in pixels and the next addition through one DCT
+    assert d["layer1_1_relu_1"] == ("jpeg", "pixels")
+    network = elided.network
+    dct = [n for n in network.graph.nodes
+           if n.op == "call_module" and isinstance(network.get_submodule(n.target), ops.JpegFromPixels)]
+    # one where a ReLU output feeds a conv and an identity addition: after the stem and blocks 1.0, 1.1,
+    # 2.0, 2.1, 3.0, 3.1; blocks 1.2 / 2.2 feed two convs (conv1, the 1×1 shortcut), 3.2 the global pool
+    assert sorted(n.name for n in dct) == sorted(["relu_dct"] + [f"layer{i}_{j}_relu_1_dct" for i in (1, 2, 3)
+                                                               for j in (0, 1)])
+    adds = [n for n in network.graph.nodes if n.op == "call_function" and n.target is operator.add]
+    assert adds and all(a.meta["jpegfx_domain"] == "jpeg" for a in adds)
+
+    paper = jpegfx.convert(model, 32, elide_transforms=False)
+    assert set(_domains(paper).values()) == {("jpeg", "jpeg")}
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    assert_close_rel(elided.network(to_dct(x)), paper.network(to_dct(x)))
+    assert_close_rel(elided.network(to_dct(x)), model(x))
+
+
+@pytest.mark.parametrize("relu", ["exact", "asm", "apx"])
+def test_elision_keeps_every_relu_mode_identical(relu):
+    """Approximate modes compute their k-frequency mask from pixels the same way as from coefficients."""
+    model = build("resnet50", torch.float64, num_classes=10)
+    x = to_dct(torch.randn(2, 3, 40, 40, dtype=torch.float64))
+    outs = [jpegfx.convert(model, 40, relu=relu, frequencies=4, maxpool="asm", elide_transforms=e).network(x)
+            for e in (True, False)]
+    assert_close_rel(outs[0], outs[1])
+    pixel_layers = sum(r.domains != ("jpeg", "jpeg") for r in jpegfx.convert(model, 40, relu=relu).records)
+    assert pixel_layers > 100  # most of the 1×1/3×3/1×1 bottleneck runs in pixels
+
+
+def test_fused_maps_stay_in_the_jpeg_domain():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(4, 4, 3, padding=1)).double().eval()
+    fused = jpegfx.convert(model, 16, lowering="fused")
+    assert [r.domains for r in fused.records] == [("jpeg", "jpeg")] * 5
+    factored = jpegfx.convert(model, 16, lowering="factored")
+    assert [r.domains for r in factored.records] == [("jpeg", "pixels")] + [("pixels", "pixels")] * 3 + [
+        ("pixels", "jpeg")]
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    assert_close_rel(fused.network(to_dct(x)), model(x))  # the feature map output is decoded to pixels
+    assert_close_rel(factored.network(to_dct(x)), model(x))

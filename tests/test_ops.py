@@ -362,3 +362,77 @@ def test_padding_mask_zeroes_only_padding():
 
 def test_tolerance_table_is_strict():
     assert RTOL[torch.float32] <= 1e-5 and RTOL[torch.float64] <= 1e-10
+
+
+# ------------------------------------------------------------------------------------------------
+# Domains: every supported (in, out) pair computes the same function as JPEG -> JPEG
+# ------------------------------------------------------------------------------------------------
+def _domain_ops(g: BlockGeometry, dtype: torch.dtype):
+    torch.manual_seed(3)
+    conv = nn.Conv2d(3, 5, 3, 2, 1).to(dtype)
+    point = nn.Conv2d(3, 5, 1).to(dtype)
+    bn = nn.BatchNorm2d(3).to(dtype)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    yield "conv-factored", JpegConv2d.from_spatial(conv, g, "factored")
+    yield "conv-pointwise", JpegConv2d.from_spatial(point, g, "pointwise")
+    yield "bn-eval", JpegBatchNorm2d.from_spatial(bn.eval(), g)
+    for mode in ("exact", "asm", "apx"):
+        yield f"relu-{mode}", JpegReLU(g, mode, 4, dtype=dtype)
+    yield "maxpool-exact", JpegMaxPool2d(3, 2, 1, 1, False, g, dtype=dtype)
+    yield "maxpool-asm", JpegMaxPool2d(3, 2, 1, 1, False, g, "asm", 4, dtype=dtype)
+    yield "avgpool", JpegAvgPool2d(nn.AvgPool2d(3, 2, 1), g)
+
+
+@pytest.mark.parametrize("size", [16, 13, 7, 1], ids=["16x16", "13x13", "7x7", "1x1"])
+def test_every_supported_domain_pair_computes_the_same_function(size, dtype):
+    g = BlockGeometry(size, size + 3)
+    x = torch.randn(2, 3, g.h, g.w, dtype=dtype, generator=torch.Generator().manual_seed(size))
+    cases = list(_domain_ops(g, dtype))
+    assert {name for name, _ in cases} >= {"conv-factored", "relu-exact", "bn-eval"}
+    for name, op in cases:
+        og = op.out_geometry
+        reference = to_spatial(op(jpeg(x)), og)  # JPEG -> JPEG, already checked against the spatial op
+        for pair in sorted(op.supported_domains()):
+            op.set_domains(*pair)
+            out = op(jpeg(x) if pair[0] == "jpeg" else x.clone())
+            if pair[1] == "jpeg":
+                assert out.shape[-2:] == (og.hb, og.wb), name
+                assert_padding_zero(out, og)
+                out = to_spatial(out, og)
+            assert out.shape == reference.shape, (name, pair)
+            assert_close_rel(out, reference)
+        op.set_domains("jpeg", "jpeg")
+
+
+def test_domain_capabilities_and_refusals():
+    g = BlockGeometry(16, 16)
+    conv = nn.Conv2d(2, 2, 3, padding=1)
+    assert len(JpegConv2d.from_spatial(conv, g, "factored").supported_domains()) == 4
+    assert JpegConv2d.from_spatial(conv, g, "fused").supported_domains() == {("jpeg", "jpeg")}
+    pointwise = JpegConv2d.from_spatial(nn.Conv2d(2, 2, 1), g, "pointwise")
+    assert pointwise.supported_domains() == {("jpeg", "jpeg"), ("pixels", "pixels")}
+    with pytest.raises(ValueError, match="cannot run pixels -> jpeg"):
+        pointwise.set_domains("pixels", "jpeg")
+    with pytest.raises(ValueError, match="cannot run"):
+        JpegReLU(g, "asm", 4, method="harmonic").set_domains("pixels", "pixels")
+    with pytest.raises(ValueError, match="cannot run"):
+        JpegAdaptiveAvgPool2d(1, g).set_domains("jpeg", "pixels")
+
+
+@pytest.mark.parametrize("momentum", [0.1, None], ids=["momentum0.1", "cumulative"])
+def test_batchnorm_train_on_pixels_matches_spatial_including_running_stats(momentum):
+    torch.manual_seed(0)
+    g = BlockGeometry(13, 13)
+    bn = nn.BatchNorm2d(4, momentum=momentum).double().train()
+    op = JpegBatchNorm2d.from_spatial(bn, g)
+    op.set_domains("pixels", "pixels")
+    for _ in range(2):
+        x = torch.randn(3, 4, 13, 13, dtype=torch.float64) * 2 + 1
+        assert_close_rel(op(x), bn(x))
+    assert_close_rel(op.running_mean, bn.running_mean)
+    assert_close_rel(op.running_var, bn.running_var)
+    assert int(op.num_batches_tracked) == int(bn.num_batches_tracked) == 2

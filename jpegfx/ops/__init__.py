@@ -17,6 +17,7 @@ from jpegfx.ops.conv import (
 from jpegfx.ops.pool import (
     JpegAdaptiveAvgPool2d,
     JpegAvgPool2d,
+    JpegFromPixels,
     JpegMaxPool2d,
     JpegShortcutA,
     JpegToSpatial,
@@ -31,6 +32,7 @@ __all__ = [
     "JpegBatchNorm2d",
     "JpegConv2d",
     "JpegMaxPool2d",
+    "JpegFromPixels",
     "JpegModule",
     "JpegReLU",
     "JpegShortcutA",

@@ -3,6 +3,14 @@
 Every JPEG-domain activation is a tensor ``(N, C·64, Hb, Wb)`` (see :mod:`jpegfx.transforms`) whose
 logical size is static: each module knows the :class:`~jpegfx.transforms.BlockGeometry` of its input
 and output, fixed when it is built from its spatial counterpart.
+
+Domains. A module reads and writes JPEG-domain tensors by default. Modules that compute in pixels
+(exact ReLU, the factored convolution, pooling) begin with a block IDCT and end with a block DCT; when
+two of them are chained, the DCT of one and the IDCT of the next cancel (``Dᵀ D = I``, the DCT is
+orthonormal). The ``elide_transforms`` pass then sets the producer's ``out_domain`` and the
+consumer's ``in_domain`` to ``"pixels"``: the value between them is the logical image ``(N, C, h, w)``
+and neither transform runs. :meth:`JpegModule.supported_domains` says which ``(in, out)`` pairs a
+module can run with.
 """
 from __future__ import annotations
 
@@ -12,6 +20,11 @@ from torch import nn
 from jpegfx import transforms as T
 from jpegfx.transforms import NCOEF, BlockGeometry
 
+JPEG, PIXELS = "jpeg", "pixels"
+JPEG_ONLY = frozenset({(JPEG, JPEG)})
+SAME_DOMAIN = frozenset({(JPEG, JPEG), (PIXELS, PIXELS)})  # ops that commute with the block DCT
+ANY_DOMAIN = frozenset({(JPEG, JPEG), (JPEG, PIXELS), (PIXELS, JPEG), (PIXELS, PIXELS)})
+
 
 class JpegModule(nn.Module):
     """Base class: a module mapping JPEG-domain tensors of ``in_geometry`` to ``out_geometry``."""
@@ -20,10 +33,39 @@ class JpegModule(nn.Module):
         super().__init__()
         self.in_geometry = in_geometry
         self.out_geometry = in_geometry if out_geometry is None else out_geometry
+        self.in_domain, self.out_domain = JPEG, JPEG
+
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        """The ``(in_domain, out_domain)`` pairs this module can run with (see the module docstring)."""
+        return JPEG_ONLY
+
+    def set_domains(self, in_domain: str, out_domain: str) -> None:
+        if (in_domain, out_domain) not in self.supported_domains():
+            raise ValueError(f"{type(self).__name__} cannot run {in_domain} -> {out_domain}")
+        self.in_domain, self.out_domain = in_domain, out_domain
+
+    def pixels_in(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as logical pixels ``(N, C, h, w)``: inverse DCT unless it already is."""
+        return x if self.in_domain == PIXELS else to_spatial(x, self.in_geometry)
+
+    def emit(self, y: torch.Tensor) -> torch.Tensor:
+        """Logical output pixels ``(N, C, h, w)`` in the output domain: DCT unless pixels are wanted."""
+        return y if self.out_domain == PIXELS else to_jpeg(y)
+
+    def blocks_in(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as pixel blocks ``(N, C·64, Hb, Wb)`` (block layout, zero padding)."""
+        return T.blockify(x) if self.in_domain == PIXELS else T.block_idct(x)
+
+    def emit_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Output pixel blocks ``(N, C·64, Hb, Wb)`` in the output domain."""
+        if self.out_domain == PIXELS:
+            return T.unblockify(blocks, (self.out_geometry.h, self.out_geometry.w))
+        return T.block_dct(blocks)
 
     def extra_repr(self) -> str:
         a, b = self.in_geometry, self.out_geometry
-        return f"{a.h}x{a.w} -> {b.h}x{b.w}"
+        domains = "" if (self.in_domain, self.out_domain) == (JPEG, JPEG) else f", {self.in_domain} -> {self.out_domain}"
+        return f"{a.h}x{a.w} -> {b.h}x{b.w}{domains}"
 
 
 def pair(v) -> tuple[int, int]:
@@ -62,7 +104,7 @@ def add_channel_constant(x: torch.Tensor, shift: torch.Tensor, pattern: torch.Te
     ``pattern`` is the (64, Hb, Wb) :meth:`BlockGeometry.constant_pattern`: on whole blocks it is
     8 on DC and 0 elsewhere (orthonormal DC = 8 · mean), on partial blocks it keeps the padding zero.
     """
-    n, c64, hb, wb = x.shape
+    c64, hb, wb = x.shape[1:]
     bias = shift.reshape(-1, 1, 1, 1) * pattern.unsqueeze(0)  # (C, 64, Hb, Wb)
     return x + bias.reshape(1, c64, hb, wb)
 

@@ -13,13 +13,16 @@ Training statistics come straight from the coefficients (padding pixels are zero
 * variance by the DCT mean-variance theorem (Theorem 2; Parseval for an orthonormal DCT):
   ``Σ pixels² = Σ coefficients²``, so ``σ² = Σ F² / n − μ²`` (biased, used to normalise) and the
   running variance is updated with the unbiased ``σ² · n / (n − 1)``, exactly as ``nn.BatchNorm2d``.
+
+BN commutes with the block DCT, so it also runs on pixels (``in_domain = out_domain = "pixels"``,
+statistics over the pixels), for values the ``elide_transforms`` pass keeps in pixels.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from jpegfx.ops.base import JpegModule, add_channel_constant
+from jpegfx.ops.base import PIXELS, SAME_DOMAIN, JpegModule, add_channel_constant
 from jpegfx.transforms import NCOEF, BlockGeometry
 
 
@@ -55,8 +58,13 @@ class JpegBatchNorm2d(JpegModule):
         out.train(bn.training)
         return out
 
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return SAME_DOMAIN
+
     def _batch_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and biased variance of the logical pixels, from coefficients only."""
+        if self.in_domain == PIXELS:
+            return x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
         n, c64, hb, wb = x.shape
         count = n * self.in_geometry.h * self.in_geometry.w
         coeffs = x.reshape(n, c64 // NCOEF, NCOEF, hb, wb)
@@ -76,6 +84,8 @@ class JpegBatchNorm2d(JpegModule):
         shift = -mean * scale
         if self.affine:
             scale, shift = scale * self.weight, shift * self.weight + self.bias
+        if self.in_domain == PIXELS:
+            return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
         y = x * scale.repeat_interleave(NCOEF).reshape(1, -1, 1, 1)
         return add_channel_constant(y, shift, self.pattern)
 

@@ -24,6 +24,9 @@
     A 1×1 stride-1 convolution commutes with the block DCT (it mixes channels, not pixels), so it is
     the same channel mix applied to every coefficient: no transform at all.
 
+Domains (see :mod:`jpegfx.ops.base`): ``factored`` can read and write pixels, ``pointwise`` runs in
+either domain (in = out), ``fused`` is JPEG-only.
+
 The bias ``b`` adds ``b · constant_pattern`` (see :func:`jpegfx.ops.base.add_channel_constant`).
 """
 from __future__ import annotations
@@ -36,7 +39,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from jpegfx import transforms as T
-from jpegfx.ops.base import JpegModule, PaddingMask, add_channel_constant, to_jpeg, to_spatial
+from jpegfx.ops.base import (
+    ANY_DOMAIN,
+    JPEG_ONLY,
+    PIXELS,
+    SAME_DOMAIN,
+    JpegModule,
+    PaddingMask,
+    add_channel_constant,
+)
 from jpegfx.ops.base import pair as _pair
 from jpegfx.transforms import BLOCK, NCOEF, BlockGeometry
 
@@ -222,11 +233,14 @@ class JpegConv2d(JpegModule):
         return self.xi
 
     # -- forward -----------------------------------------------------------------------------
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return {"factored": ANY_DOMAIN, "pointwise": SAME_DOMAIN}.get(self.lowering, JPEG_ONLY)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.lowering == "factored":
-            y = F.conv2d(to_spatial(x, self.in_geometry), self.weight, self.bias,
+        if self.lowering == "factored" or self.in_domain == PIXELS:  # pixels in: factored, or pointwise
+            y = F.conv2d(self.pixels_in(x), self.weight, self.bias,
                          self.stride, self.padding, self.dilation, self.groups)
-            return to_jpeg(y)
+            return self.emit(y)
         if self.lowering == "pointwise":
             n, _, hb, wb = x.shape
             w = self.weight.reshape(self.groups, -1, self.weight.shape[1])  # (g, Cout/g, Cin/g)

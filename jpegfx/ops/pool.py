@@ -12,6 +12,8 @@
       the true input values of the window. ``k = 15`` is exact.
 * :class:`JpegAvgPool2d`: exact through block IDCT → average pool → block DCT (PyTorch's
   ``ceil_mode``/``count_include_pad``/``divisor_override`` semantics are those of the spatial op).
+
+Max and average pooling can also read and write pixels (see :mod:`jpegfx.ops.base`).
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jpegfx import transforms as T
-from jpegfx.ops.base import JpegModule, to_jpeg, to_spatial
+from jpegfx.ops.base import ANY_DOMAIN, JPEG, PIXELS, JpegModule, to_jpeg, to_spatial
 from jpegfx.ops.base import pair as _pair
 from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
 
@@ -47,7 +49,9 @@ class JpegMaxPool2d(JpegModule):
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
         self.dilation, self.ceil_mode, self.mode, self.frequencies = _pair(dilation), ceil_mode, mode, frequencies
         keep = T.frequency_mask(frequencies).double()
-        self.register_buffer("approx_inverse", (T.dct_basis() * keep[:, None]).T.to(dtype), persistent=False)
+        approx_inverse = (T.dct_basis() * keep[:, None]).T  # Dᵀ_k
+        self.register_buffer("approx_inverse", approx_inverse.to(dtype), persistent=False)
+        self.register_buffer("projection", (approx_inverse @ T.dct_basis()).to(dtype), persistent=False)
 
     @classmethod
     def from_spatial(cls, pool: nn.MaxPool2d, geometry: BlockGeometry, mode: str = "exact",
@@ -61,15 +65,21 @@ class JpegMaxPool2d(JpegModule):
         return F.max_pool2d(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                             return_indices=indices)
 
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return ANY_DOMAIN
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        exact = to_spatial(x, self.in_geometry)
+        exact = self.pixels_in(x)
         if self.mode == "exact":
-            return to_jpeg(self._pool(exact))
+            return self.emit(self._pool(exact))
         g = self.in_geometry
-        approx = T.unblockify(T.apply_block_map(x, self.approx_inverse), (g.h, g.w))
-        _, winners = self._pool(approx, indices=True)
+        if self.in_domain == PIXELS:
+            approx = T.apply_block_map(T.blockify(x), self.projection)
+        else:
+            approx = T.apply_block_map(x, self.approx_inverse)
+        _, winners = self._pool(T.unblockify(approx, (g.h, g.w)), indices=True)
         picked = exact.flatten(2).gather(2, winners.flatten(2)).reshape(winners.shape)
-        return to_jpeg(picked)
+        return self.emit(picked)
 
     def extra_repr(self) -> str:
         k = "" if self.mode == "exact" else f", k={self.frequencies}"
@@ -93,8 +103,11 @@ class JpegAvgPool2d(JpegModule):
     def from_spatial(cls, pool: nn.AvgPool2d, geometry: BlockGeometry) -> JpegAvgPool2d:
         return cls(pool, geometry)
 
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return ANY_DOMAIN
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return to_jpeg(self.pool(to_spatial(x, self.in_geometry)))
+        return self.emit(self.pool(self.pixels_in(x)))
 
 
 class JpegAdaptiveAvgPool2d(JpegModule):
@@ -126,6 +139,23 @@ class JpegToSpatial(JpegModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return to_spatial(x, self.in_geometry)
+
+
+class JpegFromPixels(JpegModule):
+    """Enter the JPEG domain: logical pixels ``(N, C, h, w)`` → ``(N, C·64, Hb, Wb)`` (exact block DCT).
+
+    Inserted by ``elide_transforms`` where a value kept in pixels also feeds JPEG-domain consumers.
+    """
+
+    def __init__(self, geometry: BlockGeometry) -> None:
+        super().__init__(geometry)
+        self.in_domain = PIXELS
+
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return frozenset({(PIXELS, JPEG)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return to_jpeg(x)
 
 
 class JpegShortcutA(JpegModule):

@@ -17,13 +17,24 @@ lowest spatial frequencies (coefficients with u + v < k, Theorem 1's least-squar
 
 With ``k = 15`` all 64 coefficients are kept and ASM = APX = exact. Exact ReLU and ASM keep zero
 padding zero; APX can make padding pixels positive, so its output is re-masked on the pixel grid.
+
+Domains (see :mod:`jpegfx.ops.base`): every mode but the harmonic method reads and writes pixels too.
+From pixel blocks ``P`` the approximation is ``Dᵀ_k D P``: the same least-squares k-frequency
+reconstruction, computed without the exact inverse transform.
 """
 from __future__ import annotations
 
 import torch
 
 from jpegfx import transforms as T
-from jpegfx.ops.base import JpegModule, block_pixel_mask
+from jpegfx.ops.base import (
+    ANY_DOMAIN,
+    JPEG,
+    JPEG_ONLY,
+    PIXELS,
+    JpegModule,
+    block_pixel_mask,
+)
 from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
 
 MODES = ("exact", "asm", "apx")
@@ -48,6 +59,7 @@ class JpegReLU(JpegModule):
         self.register_buffer("forward_map", d.to(dtype), persistent=False)
         self.register_buffer("inverse_maps", torch.cat([d.T, approx_inverse]).to(dtype), persistent=False)
         self.register_buffer("approx_inverse", approx_inverse.to(dtype), persistent=False)
+        self.register_buffer("projection", (approx_inverse @ d).to(dtype), persistent=False)  # Dᵀ_k D
         if method == "harmonic":
             self.register_buffer("harmonic", T.harmonic_mixing_tensor().to(dtype), persistent=False)
         if self.mode == "apx" and not geometry.is_aligned:
@@ -55,27 +67,40 @@ class JpegReLU(JpegModule):
         else:
             self.valid = None
 
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return JPEG_ONLY if self.mode == "asm" and self.method == "harmonic" else ANY_DOMAIN
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "exact":
-            pixels = T.apply_block_map(x, self.forward_map.T)
-            return T.apply_block_map(torch.relu(pixels), self.forward_map)
-        if self.mode == "apx":
-            approx = torch.relu(T.apply_block_map(x, self.approx_inverse))
-            if self.valid is not None:
-                approx = approx * self.valid.repeat(x.shape[1] // NCOEF, 1, 1)
-            return T.apply_block_map(approx, self.forward_map)
-        if self.method == "harmonic":
+            if (self.in_domain, self.out_domain) == (JPEG, JPEG):  # stays in the block layout
+                pixels = T.apply_block_map(x, self.forward_map.T)
+                return T.apply_block_map(torch.relu(pixels), self.forward_map)
+            return self.emit(torch.relu(self.pixels_in(x)))
+        if self.mode == "asm" and self.method == "harmonic":
             mask = (T.apply_block_map(x, self.approx_inverse) > 0).to(x.dtype)
             n, c64, hb, wb = x.shape
             f = x.reshape(n, c64 // NCOEF, NCOEF, hb, wb)
             g = mask.reshape(n, c64 // NCOEF, NCOEF, hb, wb)
             # legend: j = out coefficient k', k = in coefficient, p = pixel (eq. 17)
             return torch.einsum("jkp,nckxy,ncpxy->ncjxy", self.harmonic, f, g).reshape(n, c64, hb, wb)
-        n, c64, hb, wb = x.shape
-        both = T.apply_block_map(x, self.inverse_maps).reshape(n, c64 // NCOEF, 2, NCOEF, hb, wb)
-        exact, approx = both[:, :, 0], both[:, :, 1]
-        masked = torch.where(approx > 0, exact, torch.zeros_like(exact)).reshape(n, c64, hb, wb)
-        return T.apply_block_map(masked, self.forward_map)
+        if self.mode == "apx":
+            if self.in_domain == PIXELS:
+                approx = T.apply_block_map(T.blockify(x), self.projection)
+            else:
+                approx = T.apply_block_map(x, self.approx_inverse)
+            approx = torch.relu(approx)
+            if self.valid is not None:
+                approx = approx * self.valid.repeat(approx.shape[1] // NCOEF, 1, 1)
+            return self.emit_blocks(approx)
+        if self.in_domain == PIXELS:
+            exact = T.blockify(x)
+            approx = T.apply_block_map(exact, self.projection)
+        else:  # both inverse maps as one (128, 64) product
+            n, c64, hb, wb = x.shape
+            both = T.apply_block_map(x, self.inverse_maps).reshape(n, c64 // NCOEF, 2, NCOEF, hb, wb)
+            exact = both[:, :, 0].reshape(n, c64, hb, wb)
+            approx = both[:, :, 1].reshape(n, c64, hb, wb)
+        return self.emit_blocks(torch.where(approx > 0, exact, torch.zeros_like(exact)))
 
     def extra_repr(self) -> str:
         extra = "" if self.mode == "exact" else f", k={self.frequencies}, method={self.method}"

@@ -17,6 +17,7 @@ from jpegfx.errors import ConversionError
 from jpegfx.passes.check_support import check_support
 from jpegfx.passes.context import LayerRecord, PassContext
 from jpegfx.passes.decode_outputs import decode_outputs
+from jpegfx.passes.elide_transforms import elide_transforms
 from jpegfx.passes.eliminate_dead_code import eliminate_dead_code
 from jpegfx.passes.lower_modules import lower_modules
 from jpegfx.passes.normalize_functions import normalize_functions
@@ -36,6 +37,7 @@ FRONTEND: list[Pass] = [
 
 BACKEND: list[Pass] = [
     lower_modules,  # each JPEG-domain module → its JPEG-domain lowering (registry)
+    elide_transforms,  # DCT of one op ∘ IDCT of the next = identity: keep such values in pixels
     decode_outputs,  # JPEG-domain outputs → pixels, unless the JPEG-domain output is kept
     eliminate_dead_code,  # drop dead nodes and unused submodules, recompile, lint
 ]

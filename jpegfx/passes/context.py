@@ -24,6 +24,7 @@ class LayerRecord:
     in_geometry: BlockGeometry
     out_geometry: BlockGeometry
     map_bytes: int = 0
+    domains: tuple[str, str] = ("jpeg", "jpeg")  # (in, out); "pixels" where elide_transforms cancelled a pair
 
 
 @dataclass
