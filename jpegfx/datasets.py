@@ -5,6 +5,10 @@
   four standard IDX files — by default the one installed by the Debian package
   ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``), or ``root=`` / the environment
   variable ``JPEGFX_FASHION_MNIST``. Nothing is ever downloaded;
+* :func:`load_mnist` reads MNIST from the same four IDX files in a directory the caller names, and
+  :func:`load_cifar` CIFAR-10 / CIFAR-100 from their "python version" batches. Those batches are
+  pickles; they are read by :class:`RestrictedUnpickler`, which builds only dicts, lists, strings and
+  numpy uint8/int arrays and refuses every other global, so a crafted file cannot run code;
 * :func:`pad_to_32` zero-pads 28×28 images to 32×32 (2 px border), as the paper pads MNIST;
 * :func:`default_model`, :func:`default_meta` and :func:`sample_jpegs` give the ``paper`` network
   trained on Fashion-MNIST by ``tools/train_paper.py`` (weights, its JSON record, and eight gray
@@ -13,9 +17,11 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 import os
+import pickle
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -159,6 +165,105 @@ def load_fashion_mnist(root: str | os.PathLike | None = None,
         raise ValueError(f"{found[label_stem]}: label {int(labels.max())} out of range 0..9")
     log.debug("loaded Fashion-MNIST %s: %d images from %s", split, count, root)
     return images, labels.astype(np.int64)
+
+
+def load_mnist(root: str | os.PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """MNIST ``split`` from the standard IDX files (``train-images-idx3-ubyte[.gz]`` …) in ``root``.
+
+    Returns ``(images uint8 (N, 28, 28), labels int64 (N,))``; :class:`FileNotFoundError` for missing
+    files, :class:`ValueError` for files that are not MNIST-shaped data.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {tuple(_SPLITS)}, got {split!r}")
+    root = Path(root)
+    image_stem, label_stem, _ = _SPLITS[split]
+    found = {stem: _find_idx(root, stem) or _find_idx(root, stem.replace("-idx", ".idx"))
+             for stem in (image_stem, label_stem)}
+    missing = [stem for stem, p in found.items() if p is None]
+    if missing:
+        raise FileNotFoundError(f"MNIST {split} split not found in {root} (missing "
+                                f"{', '.join(s + '[.gz]' for s in missing)})")
+    images, labels = load_idx(found[image_stem]), load_idx(found[label_stem])
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise ValueError(f"{found[image_stem]}: expected uint8 images (N, 28, 28), got {images.dtype} {images.shape}")
+    if labels.dtype != np.uint8 or labels.shape != images.shape[:1] or int(labels.max(initial=0)) > 9:
+        raise ValueError(f"{found[label_stem]}: expected {len(images)} uint8 labels in 0..9, "
+                         f"got {labels.dtype} {labels.shape}")
+    return images, labels.astype(np.int64)
+
+
+# ============================================================================================
+# CIFAR-10 / CIFAR-100 ("python version" batches)
+# ============================================================================================
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickle plain data only: containers, strings, numbers and numpy arrays of plain dtypes.
+
+    ``find_class`` allows just the numpy functions that rebuild an ``ndarray`` from bytes (and
+    ``_codecs.encode``, which turns a string into bytes); any other
+    global (``os.system``, ``builtins.eval``, a user class …) raises :class:`pickle.UnpicklingError`
+    before it is called.
+    """
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes at protocol ≤ 2: encode(str, "latin1")
+    })
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: not plain data")
+        return super().find_class(module, name)
+
+
+def restricted_unpickle(data: bytes, name: str = "<bytes>"):
+    """:class:`RestrictedUnpickler` on ``data`` (Python 2 strings decoded as bytes); ``ValueError`` naming
+    ``name`` for anything that is not plain data or not a pickle."""
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise ValueError(f"{name}: not a plain-data pickle: {exc}") from None
+
+
+def load_cifar(root: str | os.PathLike, which: int = 10,
+               split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+    """CIFAR-``which`` (10 or 100) ``split`` from the "python version" files in ``root``.
+
+    ``root`` is the extracted directory (``cifar-10-batches-py`` / ``cifar-100-python``) or its parent.
+    CIFAR-10 trains on ``data_batch_1 … 5`` and tests on ``test_batch``; CIFAR-100 uses ``train`` /
+    ``test`` with the fine labels. Returns ``(images uint8 (N, 3, 32, 32) RGB, labels int64 (N,))``.
+    """
+    if which not in (10, 100):
+        raise ValueError(f"which must be 10 or 100, got {which}")
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {tuple(_SPLITS)}, got {split!r}")
+    root = Path(root)
+    sub = root / ("cifar-10-batches-py" if which == 10 else "cifar-100-python")
+    root = sub if sub.is_dir() else root
+    if which == 10:
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        key = b"labels"
+    else:
+        names, key = [split], b"fine_labels"
+    images, labels = [], []
+    for name in names:
+        path = root / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{root}: missing CIFAR-{which} file {name}")
+        batch = restricted_unpickle(path.read_bytes(), str(path))
+        if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
+            raise ValueError(f"{path}: not a CIFAR-{which} batch (expected a dict with b'data' and {key!r})")
+        data = np.asarray(batch[b"data"])
+        y = np.asarray(batch[key])
+        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or y.shape != data.shape[:1]:
+            raise ValueError(f"{path}: expected uint8 data (N, 3072) and N labels, got {data.dtype} {data.shape} "
+                             f"and {y.shape}")
+        if y.size and (int(y.min()) < 0 or int(y.max()) >= which):
+            raise ValueError(f"{path}: labels outside 0..{which - 1}")
+        images.append(data.reshape(-1, 3, 32, 32))
+        labels.append(y.astype(np.int64))
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def pad_to_32(images: np.ndarray) -> np.ndarray:

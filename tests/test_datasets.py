@@ -210,3 +210,88 @@ def test_jpeg_domain_model_matches_spatial_on_the_samples(model, samples):
     assert torch.equal(jpeg_logits.argmax(1), spatial_logits.argmax(1))
     err = (jpeg_logits - spatial_logits).abs().max()
     assert err <= 1e-5 * spatial_logits.abs().max(), err
+
+
+# ---------------------------------------------------------------------------------------------
+# MNIST and CIFAR from local files
+# ---------------------------------------------------------------------------------------------
+def test_load_mnist_from_idx_files(tmp_path):
+    rng = np.random.default_rng(1)
+    expected = {}
+    for split, prefix, n in (("train", "train", 7), ("test", "t10k", 3)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        (tmp_path / f"{prefix}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx_bytes(images, 0x08)))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels, 0x08))
+        expected[split] = images, labels
+    for split, (images, labels) in expected.items():
+        x, y = datasets.load_mnist(tmp_path, split)
+        np.testing.assert_array_equal(x, images)
+        np.testing.assert_array_equal(y, labels.astype(np.int64))
+        assert y.dtype == np.int64
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(np.full(3, 12, np.uint8), 0x08))
+    with pytest.raises(ValueError, match="labels in 0..9"):
+        datasets.load_mnist(tmp_path, "test")
+    with pytest.raises(FileNotFoundError, match="MNIST train split not found"):
+        datasets.load_mnist(tmp_path / "nowhere", "train")
+
+
+def _cifar_batch(path, rng, n: int, key: bytes, classes: int, protocol: int) -> tuple[np.ndarray, list[int]]:
+    """A batch in the layout of the CIFAR "python version" (bytes keys, uint8 (N, 3072), list labels)."""
+    import pickle
+
+    data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, classes, size=n)]
+    batch = {b"batch_label": b"testing batch", key: labels, b"data": data,
+             b"filenames": [b"img%d.png" % i for i in range(n)]}
+    path.write_bytes(pickle.dumps(batch, protocol=protocol))
+    return data, labels
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_load_cifar10_and_100(tmp_path, protocol):
+    rng = np.random.default_rng(2)
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    parts = [_cifar_batch(c10 / f"data_batch_{i}", rng, 4, b"labels", 10, protocol) for i in range(1, 6)]
+    test = _cifar_batch(c10 / "test_batch", rng, 3, b"labels", 10, protocol)
+    x, y = datasets.load_cifar(tmp_path, 10, "train")
+    assert x.shape == (20, 3, 32, 32) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x[4:8].reshape(4, -1), parts[1][0])  # batches in order, R then G then B planes
+    np.testing.assert_array_equal(y, np.concatenate([p[1] for p in parts]))
+    x, y = datasets.load_cifar(c10, 10, "test")
+    np.testing.assert_array_equal(x.reshape(3, -1), test[0])
+
+    c100 = tmp_path / "cifar-100-python"
+    c100.mkdir()
+    train = _cifar_batch(c100 / "train", rng, 5, b"fine_labels", 100, protocol)
+    _cifar_batch(c100 / "test", rng, 2, b"fine_labels", 100, protocol)
+    x, y = datasets.load_cifar(tmp_path, 100, "train")
+    np.testing.assert_array_equal(y, train[1])
+    with pytest.raises(FileNotFoundError, match="missing CIFAR-10 file data_batch_1"):
+        datasets.load_cifar(tmp_path / "empty", 10)
+
+
+class _Payload:
+    """Unpickling this runs ``open(marker, "w")``: the test checks it never happens."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_cifar_reader_refuses_code_in_pickles(tmp_path):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    c10 = tmp_path / "cifar-10-batches-py"
+    c10.mkdir()
+    (c10 / "data_batch_1").write_bytes(pickle.dumps({b"data": _Payload(str(marker)), b"labels": []}, protocol=2))
+    with pytest.raises(ValueError, match=r"data_batch_1: not a plain-data pickle: refusing to load (builtins|io|_io)\.open"):
+        datasets.load_cifar(tmp_path, 10, "train")
+    assert not marker.exists()
+    (c10 / "data_batch_1").write_bytes(b"not a pickle at all")
+    with pytest.raises(ValueError, match="not a plain-data pickle"):
+        datasets.load_cifar(tmp_path, 10, "train")

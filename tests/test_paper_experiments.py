@@ -114,3 +114,41 @@ def test_rerun_skips_finished_stages(quick_run):
     assert result.returncode == 0, result.stderr[-4000:]
     assert "done in" not in result.stdout
     assert result.stderr.count("skipped") == len(STAGES)
+
+
+def test_table1_on_local_mnist_and_cifar10(tmp_path):
+    """--mnist / --cifar10 add rows to Table 1 (tiny synthetic files in the real formats; CIFAR batches
+    are pickles read without executing code)."""
+    import gzip
+    import pickle
+    import struct
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    mnist = tmp_path / "mnist"
+    mnist.mkdir()
+    for prefix, n in (("train", 120), ("t10k", 40)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, size=n).astype(np.uint8)
+        for kind, array in (("images-idx3", images), ("labels-idx1", labels)):
+            header = struct.pack(">BBBB", 0, 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+            (mnist / f"{prefix}-{kind}-ubyte.gz").write_bytes(gzip.compress(header + array.tobytes()))
+    cifar = tmp_path / "cifar-10-batches-py"
+    cifar.mkdir()
+    for name, n in [(f"data_batch_{i}", 24) for i in range(1, 6)] + [("test_batch", 40)]:
+        batch = {b"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+                 b"labels": [int(v) for v in rng.integers(0, 10, size=n)]}
+        (cifar / name).write_bytes(pickle.dumps(batch, protocol=2))
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--only", "table1", "--limit-train", "120", "--limit-test", "40",
+           "--mnist", str(mnist), "--cifar10", str(tmp_path), "--out", str(out), "--cache", str(out / "cache"),
+           "--quiet"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = {r["dataset"]: r for r in _read(out / "table1.csv")}
+    assert set(rows) == {"Fashion-MNIST", "MNIST", "CIFAR-10"}
+    for name in ("MNIST", "CIFAR-10"):
+        assert int(rows[name]["test_images"]) == 40
+        assert float(rows[name]["max_rel_logit_diff_vs_decode"]) < 1e-4, rows[name]
+        assert float(rows[name]["agree_jpeg_vs_decode"]) >= 0.95, rows[name]

@@ -43,7 +43,6 @@ import importlib.util
 import io
 import json
 import os
-import pickle
 import platform
 import shlex
 import statistics
@@ -58,10 +57,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 import jpegfx
+from jpegfx import datasets
 from jpegfx import experiments as ex
 from jpegfx import jpeg as jpeg_io
 from jpegfx.bench import median_seconds
-from jpegfx.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, load_idx, pad_to_32
+from jpegfx.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist, pad_to_32
 from jpegfx.models import create_model
 from jpegfx.transforms import MAX_FREQUENCIES
 
@@ -148,54 +148,17 @@ def load_fashion(root: Path | None) -> Dataset:
                    len(FASHION_MNIST_CLASSES))
 
 
-def _idx_file(root: Path, stem: str) -> Path:
-    for name in (stem + ".gz", stem, stem.replace("-idx", ".idx") + ".gz", stem.replace("-idx", ".idx")):
-        if (root / name).is_file():
-            return root / name
-    raise FileNotFoundError(f"{root}: no {stem}[.gz]")
-
-
 def load_mnist(root: Path) -> Dataset:
     """MNIST from the four standard IDX files (gzip-compressed or plain) in ``root``."""
-    arrays = [load_idx(_idx_file(root, s)) for s in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                                     "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")]
-    tx, ty, vx, vy = arrays
-    for images in (tx, vx):
-        if images.dtype != np.uint8 or images.shape[1:] != (28, 28):
-            raise ValueError(f"{root}: expected uint8 (N, 28, 28) MNIST images, got {images.dtype} {images.shape}")
-    return Dataset("MNIST", pad_to_32(tx)[:, None], ty.astype(np.int64), pad_to_32(vx)[:, None],
-                   vy.astype(np.int64), 10)
-
-
-def _unpickle_local(path: Path) -> dict:
-    # CIFAR's "python version" IS a pickle, and unpickling can execute code from the file. It is done
-    # only here, in this command-line tool, only for files under a local directory the user passed
-    # explicitly (--cifar10 / --cifar100); library code never unpickles anything.
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="bytes")  # noqa: S301 - trusted, user-given local file
+    tx, ty = datasets.load_mnist(root, "train")
+    vx, vy = datasets.load_mnist(root, "test")
+    return Dataset("MNIST", pad_to_32(tx)[:, None], ty, pad_to_32(vx)[:, None], vy, 10)
 
 
 def load_cifar(root: Path, which: int) -> Dataset:
-    """CIFAR-10 (``cifar-10-batches-py``) or CIFAR-100 (``cifar-100-python``) python pickles in ``root``."""
-    sub = root / ("cifar-10-batches-py" if which == 10 else "cifar-100-python")
-    root = sub if sub.is_dir() else root
-    if which == 10:
-        train_files, test_files, key = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"
-    else:
-        train_files, test_files, key = ["train"], ["test"], b"fine_labels"
-
-    def read(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        xs, ys = [], []
-        for name in names:
-            if not (root / name).is_file():
-                raise FileNotFoundError(f"{root}: missing CIFAR-{which} file {name}")
-            d = _unpickle_local(root / name)
-            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            ys.append(np.asarray(d[key], dtype=np.int64))
-        return np.concatenate(xs), np.concatenate(ys)
-
-    tx, ty = read(train_files)
-    vx, vy = read(test_files)
+    """CIFAR-10 / CIFAR-100 "python version" batches in ``root`` (read without executing pickled code)."""
+    tx, ty = datasets.load_cifar(root, which, "train")
+    vx, vy = datasets.load_cifar(root, which, "test")
     return Dataset(f"CIFAR-{which}", tx, ty, vx, vy, which)
 
 
@@ -892,9 +855,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Fashion-MNIST IDX directory (default $JPEGFX_FASHION_MNIST or the Debian package's)")
     p.add_argument("--mnist", type=Path, default=None, help="MNIST IDX directory (adds MNIST to Table 1)")
     p.add_argument("--cifar10", type=Path, default=None,
-                   help="local CIFAR-10 python-pickle directory (adds CIFAR-10 to Table 1); trusted files only")
+                   help="local CIFAR-10 python-pickle directory (adds CIFAR-10 to Table 1)")
     p.add_argument("--cifar100", type=Path, default=None,
-                   help="local CIFAR-100 python-pickle directory (adds CIFAR-100 to Table 1); trusted files only")
+                   help="local CIFAR-100 python-pickle directory (adds CIFAR-100 to Table 1)")
     p.add_argument("--limit-train", type=int, default=None, help="first N training images (default all; quick 2000)")
     p.add_argument("--limit-test", type=int, default=None, help="first N test images (default all; quick 1000)")
     p.add_argument("--fig4a-blocks", type=int, default=None, help="random blocks for Fig. 4a (default 10^6)")
