@@ -2,6 +2,9 @@
 
 Every figure is a median over ``repeat`` timed runs after ``warmup`` untimed ones, and every ratio is
 taken between numbers measured in the same run (the machines are noisy; never compare across runs).
+The functions compared are timed round-robin (:func:`interleaved_medians`): run ``i`` of each one
+happens between runs ``i`` of the others, so a machine that slows down or speeds up part-way through
+biases all of them alike.
 
 * **end to end** from JPEG bytes in memory: (a) :func:`jpegfx.jpeg.read_jpeg` + the JPEG-domain model,
   vs (b) a full libjpeg-turbo decode (simplejpeg when installed, and Pillow) + normalisation + the
@@ -48,6 +51,20 @@ def median_seconds(fn: Callable[[], object], warmup: int, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], warmup: int, repeat: int) -> dict[str, float]:
+    """Median seconds of each function, timed round-robin (one run of each per round)."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 @dataclass
@@ -196,21 +213,20 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
 
     coeffs = read_coefficients()
     x = pillow_decode()
+    t = result.seconds
     with torch.inference_mode():
-        t = result.seconds
-        t["read_coefficients"] = median_seconds(read_coefficients, warmup, repeat)
-        for name, dec in decoders.items():
-            t[f"decode_{name}"] = median_seconds(dec, warmup, repeat)
-        t["jpeg_model_from_coefficients"] = median_seconds(lambda: jpeg_model(coeffs), warmup, repeat)
         xd = to_dct(x)
         result.checks["elided_vs_all_jpeg"] = _rel(jpeg_model.network(xd), all_jpeg.network(xd))
         result.checks["jpeg_network_vs_spatial"] = _rel(jpeg_model.network(xd), model(x))
-        t["jpeg_network_only"] = median_seconds(lambda: jpeg_model.network(xd), warmup, repeat)
-        t["jpeg_network_only_all_jpeg"] = median_seconds(lambda: all_jpeg.network(xd), warmup, repeat)
-        t["spatial_network_only"] = median_seconds(lambda: model(x), warmup, repeat)
-        t["end_to_end_jpeg"] = median_seconds(lambda: jpeg_model(read_coefficients()), warmup, repeat)
-        for name, dec in decoders.items():
-            t[f"end_to_end_{name}_spatial"] = median_seconds(lambda dec=dec: model(dec()), warmup, repeat)
+        timed = {"read_coefficients": read_coefficients,
+                 **{f"decode_{name}": dec for name, dec in decoders.items()},
+                 "jpeg_model_from_coefficients": lambda: jpeg_model(coeffs),
+                 "jpeg_network_only": lambda: jpeg_model.network(xd),
+                 "jpeg_network_only_all_jpeg": lambda: all_jpeg.network(xd),
+                 "spatial_network_only": lambda: model(x),
+                 "end_to_end_jpeg": lambda: jpeg_model(read_coefficients()),
+                 **{f"end_to_end_{name}_spatial": (lambda dec=dec: model(dec())) for name, dec in decoders.items()}}
+        t.update(interleaved_medians(timed, warmup, repeat))
     for name in decoders:
         result.ratios[f"end_to_end_jpeg_over_{name}_spatial"] = t["end_to_end_jpeg"] / t[f"end_to_end_{name}_spatial"]
     result.ratios["network_jpeg_over_spatial"] = t["jpeg_network_only"] / t["spatial_network_only"]
@@ -240,12 +256,13 @@ def _bench_onnxruntime(result: BenchResult, jpeg_model: JpegModel, model: nn.Mod
     with torch.inference_mode():
         result.checks["ort_jpeg_vs_torch"] = _rel(jpeg_session.run(coeffs), jpeg_model(coeffs))
         result.checks["ort_spatial_vs_torch"] = _rel(spatial_session.run(None, {"x": pixels})[0], model(x))
-    t["ort_jpeg_model_from_coefficients"] = median_seconds(lambda: jpeg_session.run(coeffs), warmup, repeat)
-    t["ort_spatial_network_only"] = median_seconds(lambda: spatial_session.run(None, {"x": pixels}), warmup, repeat)
-    t["ort_end_to_end_jpeg"] = median_seconds(lambda: jpeg_session.run(read_coefficients()), warmup, repeat)
-    for name, dec in decoders.items():
-        t[f"ort_end_to_end_{name}_spatial"] = median_seconds(
-            lambda dec=dec: spatial_session.run(None, {"x": dec().numpy()}), warmup, repeat)
+    timed = {"ort_jpeg_model_from_coefficients": lambda: jpeg_session.run(coeffs),
+             "ort_spatial_network_only": lambda: spatial_session.run(None, {"x": pixels}),
+             "ort_end_to_end_jpeg": lambda: jpeg_session.run(read_coefficients()),
+             **{f"ort_end_to_end_{name}_spatial": (lambda dec=dec: spatial_session.run(None, {"x": dec().numpy()}))
+                for name, dec in decoders.items()}}
+    t.update(interleaved_medians(timed, warmup, repeat))
+    for name in decoders:
         result.ratios[f"ort_end_to_end_jpeg_over_{name}_spatial"] = (t["ort_end_to_end_jpeg"]
                                                                     / t[f"ort_end_to_end_{name}_spatial"])
     result.ratios["ort_images_per_second_jpeg"] = result.batch / t["ort_end_to_end_jpeg"]
