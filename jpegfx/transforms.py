@@ -246,11 +246,12 @@ def blockify(x: torch.Tensor) -> torch.Tensor:
 
 
 def unblockify(blocks: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Inverse of :func:`blockify`: ``(N, C·64, Hb, Wb)`` → ``(N, C, h, w)`` cropped to ``size``."""
-    c64, hb, wb = (int(d) for d in blocks.shape[-3:])
-    c = c64 // NCOEF
-    x = blocks.reshape(-1, c, BLOCK, BLOCK, hb, wb).permute(0, 1, 4, 2, 5, 3)  # (N, C, Hb, m, Wb, n)
-    x = x.reshape(-1, c, hb * BLOCK, wb * BLOCK)
+    """Inverse of :func:`blockify`: ``(N, C·64, Hb, Wb)`` → ``(N, C, h, w)`` cropped to ``size``.
+
+    This is ``pixel_shuffle(·, 8)`` (one DepthToSpace node in ONNX, far faster in onnxruntime than
+    the equivalent 6-D transpose).
+    """
+    x = F.pixel_shuffle(blocks, BLOCK)
     if size is not None:
         x = x[..., : size[0], : size[1]]
     return x
@@ -286,8 +287,19 @@ def block_idct(coefficients: torch.Tensor) -> torch.Tensor:
 
 
 def to_dct(x: torch.Tensor) -> torch.Tensor:
-    """Pixels ``(N, C, h, w)`` → JPEG-domain ``(N, C·64, Hb, Wb)`` (q = 1, padding zero)."""
-    return block_dct(blockify(x))
+    """Pixels ``(N, C, h, w)`` → JPEG-domain ``(N, C·64, Hb, Wb)`` (q = 1, padding zero).
+
+    One stride-8 convolution with the 64 DCT basis images as filters, on every channel as its own
+    image: the block layout is never materialised (2–3× faster than blockify + product in torch and
+    in onnxruntime, measured on 64×56×56).
+    """
+    c, h, w = (int(d) for d in x.shape[-3:])  # static: constants in exported graphs
+    g = BlockGeometry(h, w)
+    if (h, w) != g.padded:
+        x = F.pad(x, (0, g.padded[1] - w, 0, g.padded[0] - h))
+    basis = _dct_basis().to(dtype=x.dtype, device=x.device).reshape(NCOEF, 1, BLOCK, BLOCK)
+    y = F.conv2d(x.reshape(-1, 1, g.padded[0], g.padded[1]), basis, stride=BLOCK)
+    return y.reshape(-1, c * NCOEF, g.hb, g.wb)
 
 
 def from_dct(coefficients: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -52,10 +52,6 @@ class JpegModule(nn.Module):
         """Logical output pixels ``(N, C, h, w)`` in the output domain: DCT unless pixels are wanted."""
         return y if self.out_domain == PIXELS else to_jpeg(y)
 
-    def blocks_in(self, x: torch.Tensor) -> torch.Tensor:
-        """The input as pixel blocks ``(N, C·64, Hb, Wb)`` (block layout, zero padding)."""
-        return T.blockify(x) if self.in_domain == PIXELS else T.block_idct(x)
-
     def emit_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
         """Output pixel blocks ``(N, C·64, Hb, Wb)`` in the output domain."""
         if self.out_domain == PIXELS:
