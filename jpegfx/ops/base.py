@@ -94,15 +94,19 @@ def constant_pattern(geometry: BlockGeometry, channels: int, dtype: torch.dtype)
     return geometry.constant_pattern().to(dtype).repeat(channels, 1, 1)
 
 
-def add_channel_constant(x: torch.Tensor, shift: torch.Tensor, pattern: torch.Tensor) -> torch.Tensor:
-    """Add the per-channel constant ``shift`` (C,) to every logical pixel of ``x``.
+def add_channel_constant(x: torch.Tensor, shift: torch.Tensor, pattern: torch.Tensor,
+                         scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Add the per-channel constant ``shift`` (C,) to every logical pixel of ``x``, after multiplying
+    channel ``c`` by ``scale[c]`` when given (one fused multiply-add).
 
     ``pattern`` is the (64, Hb, Wb) :meth:`BlockGeometry.constant_pattern`: on whole blocks it is
     8 on DC and 0 elsewhere (orthonormal DC = 8 · mean), on partial blocks it keeps the padding zero.
     """
     c64, hb, wb = x.shape[1:]
-    bias = shift.reshape(-1, 1, 1, 1) * pattern.unsqueeze(0)  # (C, 64, Hb, Wb)
-    return x + bias.reshape(1, c64, hb, wb)
+    bias = (shift.reshape(-1, 1, 1, 1) * pattern.unsqueeze(0)).reshape(1, c64, hb, wb)  # (C, 64, Hb, Wb)
+    if scale is None:
+        return x + bias
+    return torch.addcmul(bias, x, scale.repeat_interleave(NCOEF).reshape(1, -1, 1, 1))
 
 
 class PaddingMask(nn.Module):

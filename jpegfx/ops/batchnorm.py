@@ -86,8 +86,7 @@ class JpegBatchNorm2d(JpegModule):
             scale, shift = scale * self.weight, shift * self.weight + self.bias
         if self.in_domain == PIXELS:
             return x * scale.reshape(1, -1, 1, 1) + shift.reshape(1, -1, 1, 1)
-        y = x * scale.repeat_interleave(NCOEF).reshape(1, -1, 1, 1)
-        return add_channel_constant(y, shift, self.pattern)
+        return add_channel_constant(x, shift, self.pattern, scale)
 
     @torch.no_grad()
     def _update_running_stats(self, mean: torch.Tensor, var: torch.Tensor, batch: int) -> None:
