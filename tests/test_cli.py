@@ -38,6 +38,16 @@ def test_convert_json_reports_layers_and_exact_verification():
     assert summary["verification"]["max_rel_error"] < 1e-5
     real = summary["verification_real"]  # the bundled sample JPEGs (32×32) are checked too
     assert real["images"] == 8 and real["ok"] and real["top1_agreement"] == 1.0
+    domains = {layer["node"]: layer["domains"] for layer in summary["layers"]}
+    assert domains["conv1"] == ["jpeg", "pixels"]  # the stem hands its output to BN in pixels
+
+
+def test_convert_no_elide_keeps_every_value_in_the_jpeg_domain():
+    result = run("convert", "--model", "paper", "--check", "2", "--no-elide", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {tuple(layer["domains"]) for layer in summary["layers"]} == {("jpeg", "jpeg")}
+    assert summary["verification"]["ok"] and summary["verification"]["max_rel_error"] < 1e-5
 
 
 def test_convert_prints_a_table_and_approximate_modes_do_not_fail():
