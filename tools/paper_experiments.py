@@ -652,10 +652,20 @@ def summarize_table1(rows: list[dict]) -> tuple[list[str], str]:
                      f"{statistics.mean(d):+.2e} ({max(abs(v) for v in d):.2e}) | {pct(agree)} | {rel:.1e} |")
         maxdev = max(abs(v) for v in d)
         n = sel[0]["test_images"]
-        ok = maxdev <= 2.0 / n + 1e-12 and agree >= 0.999
-        verdicts.append(f"{name}: {'**agrees**' if ok else '**does not agree**'} — max |deviation| "
-                        f"{maxdev:.2e} ({round(maxdev * n)} of {n} test images), min top-1 agreement {pct(agree)}, "
-                        f"JPEG-domain logits equal the spatial logits on the decoded JPEG to {rel:.1e} (relative)")
+        agree_decode = min(r["agree_jpeg_vs_decode"] for r in sel)
+        exact = agree_decode >= 0.999 and rel <= 1e-4  # the conversion itself, on the same (decoded) input
+        if maxdev <= 2.0 / n + 1e-12 and agree >= 0.999 and exact:
+            verdict = "**agrees**"
+        elif exact:
+            verdict = ("**partly agrees** (the conversion is exact; the JPEG round trip of the test set moves "
+                       "accuracy by more than the paper's ~1e-6)")
+        else:
+            verdict = "**does not agree**"
+        verdicts.append(f"{name}: {verdict} — max |deviation| "
+                        f"{maxdev:.2e} ({round(maxdev * n)} of {n} test images), min top-1 agreement with the "
+                        f"spatial model on the original pixels {pct(agree)}, with the spatial model on the decoded "
+                        f"JPEG {pct(agree_decode)}; JPEG-domain logits equal the spatial logits on the decoded JPEG "
+                        f"to {rel:.1e} (relative)")
     return lines, "; ".join(verdicts)
 
 
