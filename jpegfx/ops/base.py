@@ -52,6 +52,23 @@ class JpegModule(nn.Module):
         """Logical output pixels ``(N, C, h, w)`` in the output domain: DCT unless pixels are wanted."""
         return y if self.out_domain == PIXELS else to_jpeg(y)
 
+    def register_low_frequency_maps(self, frequencies: int, dtype: torch.dtype) -> torch.Tensor:
+        """Buffers for a k-frequency approximation: ``approx_inverse`` = ``Dᵀ_k`` (coefficients →
+        k-frequency pixel blocks) and ``projection`` = ``Dᵀ_k D`` (pixel blocks → the same). Returns
+        ``Dᵀ_k`` in float64."""
+        keep = T.frequency_mask(frequencies).double()  # validates 1..15
+        approx_inverse = (T.dct_basis() * keep[:, None]).T  # Dᵀ_k[p, k]
+        self.register_buffer("approx_inverse", approx_inverse.to(dtype), persistent=False)
+        self.register_buffer("projection", (approx_inverse @ T.dct_basis()).to(dtype), persistent=False)
+        return approx_inverse
+
+    def low_frequency_blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The k-frequency reconstruction of the input as pixel blocks ``(N, C·64, Hb, Wb)``, from either
+        domain (needs :meth:`register_low_frequency_maps`)."""
+        if self.in_domain == PIXELS:
+            return T.apply_block_map(T.blockify(x), self.projection)
+        return T.apply_block_map(x, self.approx_inverse)
+
     def emit_blocks(self, blocks: torch.Tensor) -> torch.Tensor:
         """Output pixel blocks ``(N, C·64, Hb, Wb)`` in the output domain."""
         if self.out_domain == PIXELS:

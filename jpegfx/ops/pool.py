@@ -48,10 +48,7 @@ class JpegMaxPool2d(JpegModule):
             raise ValueError(f"unknown max-pool mode {mode!r}; expected one of {MAXPOOL_MODES}")
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)
         self.dilation, self.ceil_mode, self.mode, self.frequencies = _pair(dilation), ceil_mode, mode, frequencies
-        keep = T.frequency_mask(frequencies).double()
-        approx_inverse = (T.dct_basis() * keep[:, None]).T  # Dᵀ_k
-        self.register_buffer("approx_inverse", approx_inverse.to(dtype), persistent=False)
-        self.register_buffer("projection", (approx_inverse @ T.dct_basis()).to(dtype), persistent=False)
+        self.register_low_frequency_maps(frequencies, dtype)
 
     @classmethod
     def from_spatial(cls, pool: nn.MaxPool2d, geometry: BlockGeometry, mode: str = "exact",
@@ -73,11 +70,7 @@ class JpegMaxPool2d(JpegModule):
         if self.mode == "exact":
             return self.emit(self._pool(exact))
         g = self.in_geometry
-        if self.in_domain == PIXELS:
-            approx = T.apply_block_map(T.blockify(x), self.projection)
-        else:
-            approx = T.apply_block_map(x, self.approx_inverse)
-        _, winners = self._pool(T.unblockify(approx, (g.h, g.w)), indices=True)
+        _, winners = self._pool(T.unblockify(self.low_frequency_blocks(x), (g.h, g.w)), indices=True)
         picked = exact.flatten(2).gather(2, winners.flatten(2)).reshape(winners.shape)
         return self.emit(picked)
 

@@ -51,15 +51,12 @@ class JpegReLU(JpegModule):
             raise ValueError(f"unknown ReLU mode {mode!r}; expected one of {MODES}")
         if method not in METHODS:
             raise ValueError(f"unknown ASM method {method!r}; expected one of {METHODS}")
-        keep = T.frequency_mask(frequencies).double()  # validates 1..15
         self.mode = mode
         self.frequencies, self.method = frequencies, method
+        approx_inverse = self.register_low_frequency_maps(frequencies, dtype)  # Dᵀ_k, Dᵀ_k D
         d = T.dct_basis()  # D[k, p]
-        approx_inverse = (d * keep[:, None]).T  # Dᵀ_k[p, k]
         self.register_buffer("forward_map", d.to(dtype), persistent=False)
         self.register_buffer("inverse_maps", torch.cat([d.T, approx_inverse]).to(dtype), persistent=False)
-        self.register_buffer("approx_inverse", approx_inverse.to(dtype), persistent=False)
-        self.register_buffer("projection", (approx_inverse @ d).to(dtype), persistent=False)  # Dᵀ_k D
         if method == "harmonic":
             self.register_buffer("harmonic", T.harmonic_mixing_tensor().to(dtype), persistent=False)
         if self.mode == "apx" and not geometry.is_aligned:
@@ -84,11 +81,7 @@ class JpegReLU(JpegModule):
             # legend: j = out coefficient k', k = in coefficient, p = pixel (eq. 17)
             return torch.einsum("jkp,nckxy,ncpxy->ncjxy", self.harmonic, f, g).reshape(n, c64, hb, wb)
         if self.mode == "apx":
-            if self.in_domain == PIXELS:
-                approx = T.apply_block_map(T.blockify(x), self.projection)
-            else:
-                approx = T.apply_block_map(x, self.approx_inverse)
-            approx = torch.relu(approx)
+            approx = torch.relu(self.low_frequency_blocks(x))
             if self.valid is not None:
                 approx = approx * self.valid.repeat(approx.shape[1] // NCOEF, 1, 1)
             return self.emit_blocks(approx)
