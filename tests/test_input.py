@@ -13,9 +13,11 @@ import torch
 from PIL import Image
 
 import jpegfx
+from conftest import RTOL, assert_close_rel
 from jpegfx import models
-from jpegfx.jpeg import read_jpeg, stack
-from jpegfx.ops.input import JpegInputStage
+from jpegfx import transforms as T
+from jpegfx.jpeg import encode, read_jpeg, stack
+from jpegfx.ops.input import JpegInputStage, batch_tensors, spatial_model_input
 
 CJPEG = shutil.which("cjpeg")
 PIL_SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
@@ -143,3 +145,28 @@ def test_bad_conversion_options():
         jpegfx.convert(model, 32, upsampling="bicubic")
     with pytest.raises(ValueError, match="normalize must be"):
         jpegfx.convert(model, 32, normalize="cifar")
+
+
+@pytest.mark.parametrize("built,converted", [(torch.float32, torch.float64), (torch.float64, torch.float32)],
+                         ids=["f32-then-double", "f64-then-float"])
+@pytest.mark.parametrize("subsampling", ["4:4:4", "4:2:0"])
+def test_input_stage_maps_are_rebuilt_on_dtype_conversion(subsampling, built, converted):
+    """An input stage built in one dtype and converted holds exactly the maps of a stage built in the
+    target dtype (colour/normalisation map, constant pattern, padding masks re-rounded from float64)
+    and equals the float decode at the target dtype's RTOL."""
+    images = torch.rand(2, 3, 13, 21, generator=torch.Generator().manual_seed(11), dtype=torch.float64) * 255
+    batch = encode(images, quality=90, subsampling=subsampling)
+    samplings = tuple(c.sampling for c in batch.components)
+
+    def stage(dtype: torch.dtype) -> JpegInputStage:
+        return JpegInputStage((13, 21), samplings, "ycbcr", 3, "imagenet", "fancy", dtype)
+
+    converted_stage = stage(built).to(converted)
+    direct = stage(converted)
+    got, want = dict(converted_stage.named_buffers()), dict(direct.named_buffers())
+    assert got.keys() == want.keys() and {"mix", "offset", "pattern", "mask.row_map"} <= got.keys()
+    for name, tensor in got.items():
+        assert tensor.dtype == want[name].dtype == converted and torch.equal(tensor, want[name]), name
+    out = T.from_dct(converted_stage(*batch_tensors(batch)), (13, 21))
+    expected = spatial_model_input(batch, 3, "imagenet", "fancy", torch.float64).to(converted)
+    assert_close_rel(out, expected, RTOL[converted])

@@ -436,3 +436,150 @@ def test_batchnorm_train_on_pixels_matches_spatial_including_running_stats(momen
     assert_close_rel(op.running_mean, bn.running_mean)
     assert_close_rel(op.running_var, bn.running_var)
     assert int(op.num_batches_tracked) == int(bn.num_batches_tracked) == 2
+
+
+# ------------------------------------------------------------------------------------------------
+# Numerical robustness: BN statistics when the mean dominates, derived maps under dtype conversion
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("h,w", [(13, 21), (16, 24)], ids=["13x21", "16x24"])
+def test_batchnorm_train_is_stable_when_mean_dominates_std(h, w):
+    """float32, every channel mean 300 and std 0.5: the one-pass ``Σ F²/n − μ²`` is percents off in σ².
+
+    The reference is ``nn.BatchNorm2d`` in float64 on the pixels the float32 coefficients represent.
+    Statistics must match at RTOL. The output is ill-conditioned (κ = max|x| / σ ≈ 600: rounding
+    an input of 300 to float32 moves ``(x − μ)/σ`` by ~κ·ε; ``nn.BatchNorm2d`` in float32 is itself
+    ~1e-5 off), so it is checked as a backward error: RTOL of the input's scale, divided by σ.
+    """
+    g = BlockGeometry(h, w)
+    generator = torch.Generator().manual_seed(h * 100 + w)
+    reference = nn.BatchNorm2d(4, momentum=None).double().train()  # momentum None: running_var = batch var
+    ops = {domain: JpegBatchNorm2d.from_spatial(nn.BatchNorm2d(4, momentum=None).train(), g)
+           for domain in ("jpeg", "pixels")}
+    ops["pixels"].set_domains("pixels", "pixels")
+    for _ in range(2):
+        x = torch.randn(4, 4, h, w, generator=generator, dtype=torch.float64) * 0.5 + 300.0
+        coefficients = jpeg(x).float()
+        pixels = T.from_dct(coefficients.double(), (h, w))  # exactly what the coefficients hold
+        with torch.no_grad():
+            expected = reference(pixels)
+            got = {"jpeg": to_spatial(ops["jpeg"](coefficients), g), "pixels": ops["pixels"](pixels.float())}
+        out_rtol = RTOL[torch.float32] * float(pixels.abs().max() / pixels.std(dim=(0, 2, 3)).min()
+                                               / expected.abs().max())
+        for domain, out in got.items():
+            assert out.dtype == torch.float32, domain
+            assert_close_rel(out, expected.float(), rtol=out_rtol)
+    for domain, op in ops.items():
+        assert_close_rel(op.running_mean, reference.running_mean.float())
+        assert_close_rel(op.running_var, reference.running_var.float())
+        assert int(op.num_batches_tracked) == int(reference.num_batches_tracked) == 2, domain
+
+
+def _frequency_reconstruction(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Spatial reference of ``Dᵀ_k D x``: the k-frequency reconstruction of the logical pixels."""
+    keep = T.frequency_mask(k).to(x.dtype).repeat(x.shape[1]).reshape(1, -1, 1, 1)
+    return T.from_dct(jpeg(x) * keep, tuple(x.shape[-2:]))
+
+
+def _map_case_conv(lowering: str):
+    def build(g: BlockGeometry, dtype: torch.dtype):
+        torch.manual_seed(5)
+        k = 1 if lowering == "pointwise" else 3
+        conv = nn.Conv2d(3, 4, k, 1, k // 2)  # float32 weights: exactly representable in both dtypes
+        with torch.no_grad():
+            conv.bias.uniform_(1.0, 2.0)  # a bias, so the constant pattern matters
+        conv = conv.to(dtype)
+        return JpegConv2d.from_spatial(conv, g, lowering), conv
+    return build
+
+
+def _map_case_relu(mode: str, method: str = "spatial", k: int = 4):
+    def build(g: BlockGeometry, dtype: torch.dtype):
+        op = JpegReLU(g, mode, 15 if mode == "exact" else k, method, dtype=dtype)
+        if mode == "exact":
+            return op, torch.relu
+        if mode == "apx":
+            return op, lambda x: torch.relu(_frequency_reconstruction(x, k))
+        return op, lambda x: torch.where(_frequency_reconstruction(x, k) > 0, x, torch.zeros_like(x))
+    return build
+
+
+def _map_case_maxpool(g: BlockGeometry, dtype: torch.dtype):
+    def reference(x: torch.Tensor) -> torch.Tensor:  # winner on the 4-frequency image, value exact
+        _, winners = nn.functional.max_pool2d(_frequency_reconstruction(x, 4), 3, 2, 1, return_indices=True)
+        return x.flatten(2).gather(2, winners.flatten(2)).reshape(winners.shape)
+    return JpegMaxPool2d(3, 2, 1, 1, False, g, "asm", 4, dtype=dtype), reference
+
+
+def _map_case_batchnorm(training: bool):
+    def build(g: BlockGeometry, dtype: torch.dtype):
+        torch.manual_seed(6)
+        bn = _random_bn(3, torch.float32).to(dtype).train(training)
+        return JpegBatchNorm2d.from_spatial(bn, g), bn
+    return build
+
+
+def _map_case_padding_mask(g: BlockGeometry, dtype: torch.dtype):
+    return PaddingMask(g, dtype), lambda x: x  # the input respects the padding invariant: identity
+
+
+MAP_CASES = {
+    "conv-fused": _map_case_conv("fused"),
+    "conv-factored": _map_case_conv("factored"),
+    "conv-pointwise": _map_case_conv("pointwise"),
+    "relu-exact": _map_case_relu("exact"),
+    "relu-asm": _map_case_relu("asm"),
+    "relu-asm-harmonic": _map_case_relu("asm", "harmonic"),
+    "relu-apx": _map_case_relu("apx"),
+    "maxpool-asm": _map_case_maxpool,
+    "padding-mask": _map_case_padding_mask,
+    "bn-eval": _map_case_batchnorm(False),
+    "bn-train": _map_case_batchnorm(True),
+}
+
+
+def _maps(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t for name, t in module.named_buffers() if t.is_floating_point()}
+
+
+@pytest.mark.parametrize("built,converted", [(torch.float32, torch.float64), (torch.float64, torch.float32)],
+                         ids=["f32-then-double", "f64-then-float"])
+@pytest.mark.parametrize("build", MAP_CASES.values(), ids=MAP_CASES.keys())
+def test_derived_maps_are_rebuilt_on_dtype_conversion(build, built, converted):
+    """An op built in one dtype and converted (``.double()`` / ``.float()``) holds exactly the maps of
+    the op built in the target dtype (re-rounded from float64, never a rounding of a rounding), and
+    matches the spatial reference at the target dtype's RTOL."""
+    g = BlockGeometry(13, 21)
+    x = torch.randn(2, 3, g.h, g.w, generator=torch.Generator().manual_seed(7), dtype=converted)
+    op, _ = build(g, built)
+    direct, reference = build(g, converted)
+    op = op.double() if converted == torch.float64 else op.float()
+    got, want = _maps(op), _maps(direct)
+    assert got.keys() == want.keys()
+    for name, tensor in got.items():
+        assert tensor.dtype == want[name].dtype and torch.equal(tensor, want[name]), name
+    with torch.no_grad():
+        out = op(jpeg(x))
+        assert_close_rel(to_spatial(out, getattr(op, "out_geometry", g)), reference(x))
+
+
+def test_fused_conv_taps_stay_float64_and_train_after_float():
+    """The fused map is contracted in float64 whatever the module dtype; training rebuilds Ξ from the
+    converted weight."""
+    torch.manual_seed(8)
+    conv = nn.Conv2d(2, 3, 3, 2, 1).double()
+    op = JpegConv2d.from_spatial(conv, BlockGeometry(13, 21), "fused").float().train()
+    assert op.tap_rows.dtype == op.tap_cols.dtype == torch.float64
+    assert op.xi.dtype == op.weight.dtype == torch.float32
+    x = torch.randn(2, 2, 13, 21, generator=torch.Generator().manual_seed(8))
+    assert_close_rel(to_spatial(op(jpeg(x)), op.out_geometry), conv.float()(x))
+
+
+def test_assigned_map_is_kept_through_conversion():
+    """A map replaced by assignment is an ordinary buffer: conversion casts it, never restores the
+    derived original."""
+    g = BlockGeometry(13, 21)
+    mask = PaddingMask(g)
+    mask.row_map = torch.eye(64)
+    mask.double()
+    assert torch.equal(mask.row_map, torch.eye(64, dtype=torch.float64))
+    assert torch.equal(mask.col_map, PaddingMask(g, torch.float64).col_map)  # still derived

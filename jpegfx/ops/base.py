@@ -11,8 +11,16 @@ orthonormal). The ``elide_transforms`` pass then sets the producer's ``out_domai
 consumer's ``in_domain`` to ``"pixels"``: the value between them is the logical image ``(N, C, h, w)``
 and neither transform runs. :meth:`JpegModule.supported_domains` says which ``(in, out)`` pairs a
 module can run with.
+
+Derived maps. The constant linear maps of the ops (DCT bases, ``Dᵀ_k``, padding masks, constant
+patterns, …) are computed in float64 and registered through :meth:`DerivedMaps.register_map`, which
+keeps the float64 master and re-rounds the buffer from it whenever the module changes dtype or device:
+``round_{dtype'}(master)``, never ``round_{dtype'}(round_{dtype}(master))``. A model converted in float32
+and then ``.double()``-ed is therefore float64-exact.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,7 +34,51 @@ SAME_DOMAIN = frozenset({(JPEG, JPEG), (PIXELS, PIXELS)})  # ops that commute wi
 ANY_DOMAIN = frozenset({(JPEG, JPEG), (JPEG, PIXELS), (PIXELS, JPEG), (PIXELS, PIXELS)})
 
 
-class JpegModule(nn.Module):
+@dataclass
+class _Map:
+    master: torch.Tensor  # float64, where it was built
+    fixed: torch.dtype | None  # the dtype it keeps, or None: follows the module
+    buffer: torch.Tensor  # the buffer last set from ``master``
+
+
+class DerivedMaps(nn.Module):
+    """A module holding constant maps derived in float64 (see the module docstring).
+
+    :meth:`register_map` keeps the float64 master as a plain attribute (not a buffer: not in the
+    state dict, not moved by ``.to``) and the map, rounded to ``dtype``, as a non-persistent buffer.
+    After ``nn.Module._apply`` (which ``.double()``, ``.float()``, ``.half()``, ``.to(…)``, ``.cuda()``
+    go through) every map whose buffer changed dtype or device is re-rounded from its master to the
+    buffer's new dtype and device; a ``fixed`` map keeps its own dtype and only follows the device.
+    A buffer replaced by other means (assignment, ``register_buffer``) is no longer a map: it is
+    converted the ordinary way.
+    """
+
+    def register_map(self, name: str, value: torch.Tensor, dtype: torch.dtype, fixed: bool = False) -> None:
+        """Register the float64 ``value`` as map ``name``: a buffer of ``dtype`` re-rounded from
+        ``value`` on every dtype/device conversion (``fixed``: stays ``dtype``, follows the device)."""
+        if value.dtype != torch.float64:
+            raise TypeError(f"map {name!r} must be built in float64, got {value.dtype}")
+        buffer = value.detach().to(dtype)
+        self.register_buffer(name, buffer, persistent=False)
+        maps: dict[str, _Map] = self.__dict__.setdefault("_derived_maps", {})
+        maps[name] = _Map(value.detach().clone(), dtype if fixed else None, buffer)
+
+    def _apply(self, fn, recurse: bool = True):
+        maps: dict[str, _Map] = self.__dict__.get("_derived_maps", {})
+        for name in [n for n, m in maps.items() if self._buffers.get(n) is not m.buffer]:
+            del maps[name]  # replaced since it was registered: an ordinary buffer now
+        before = {name: (m.buffer.dtype, m.buffer.device) for name, m in maps.items()}
+        super()._apply(fn, recurse)
+        for name, m in maps.items():
+            buffer = self._buffers[name]
+            if (buffer.dtype, buffer.device) != before[name]:
+                buffer = m.master.to(device=buffer.device, dtype=buffer.dtype if m.fixed is None else m.fixed)
+                self._buffers[name] = buffer
+            m.buffer = buffer
+        return self
+
+
+class JpegModule(DerivedMaps):
     """Base class: a module mapping JPEG-domain tensors of ``in_geometry`` to ``out_geometry``."""
 
     def __init__(self, in_geometry: BlockGeometry, out_geometry: BlockGeometry | None = None) -> None:
@@ -38,6 +90,11 @@ class JpegModule(nn.Module):
     def supported_domains(self) -> frozenset[tuple[str, str]]:
         """The ``(in_domain, out_domain)`` pairs this module can run with (see the module docstring)."""
         return JPEG_ONLY
+
+    def natural_domains(self) -> tuple[str, str]:
+        """The ``(in, out)`` domains of the module's own input and output, before any elision: JPEG
+        both ways, except for the transforms that enter or leave the JPEG domain."""
+        return JPEG, JPEG
 
     def set_domains(self, in_domain: str, out_domain: str) -> None:
         if (in_domain, out_domain) not in self.supported_domains():
@@ -53,13 +110,13 @@ class JpegModule(nn.Module):
         return y if self.out_domain == PIXELS else to_jpeg(y)
 
     def register_low_frequency_maps(self, frequencies: int, dtype: torch.dtype) -> torch.Tensor:
-        """Buffers for a k-frequency approximation: ``approx_inverse`` = ``Dᵀ_k`` (coefficients →
+        """Maps for a k-frequency approximation: ``approx_inverse`` = ``Dᵀ_k`` (coefficients →
         k-frequency pixel blocks) and ``projection`` = ``Dᵀ_k D`` (pixel blocks → the same). Returns
         ``Dᵀ_k`` in float64."""
         keep = T.frequency_mask(frequencies).double()  # validates 1..15
         approx_inverse = (T.dct_basis() * keep[:, None]).T  # Dᵀ_k[p, k]
-        self.register_buffer("approx_inverse", approx_inverse.to(dtype), persistent=False)
-        self.register_buffer("projection", (approx_inverse @ T.dct_basis()).to(dtype), persistent=False)
+        self.register_map("approx_inverse", approx_inverse, dtype)
+        self.register_map("projection", approx_inverse @ T.dct_basis(), dtype)
         return approx_inverse
 
     def low_frequency_blocks(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +183,7 @@ def add_channel_constant(x: torch.Tensor, shift: torch.Tensor, pattern: torch.Te
     return torch.addcmul(bias, x, scale.repeat_interleave(NCOEF).reshape(1, -1, 1, 1))
 
 
-class PaddingMask(nn.Module):
+class PaddingMask(DerivedMaps):
     """Zero the padding pixels of the last block row / column (exact; identity when aligned).
 
     Boundary blocks get ``F' = P F`` with ``P = D · diag(valid) · Dᵀ``; the valid pixels of a block
@@ -146,8 +203,8 @@ class PaddingMask(nn.Module):
         self.mask_cols = geometry.w % T.BLOCK != 0
         row_map = d @ torch.diag(torch.kron(row_valid, ones)) @ d.T
         col_map = d @ torch.diag(torch.kron(ones, col_valid)) @ d.T
-        self.register_buffer("row_map", row_map.to(dtype), persistent=False)
-        self.register_buffer("col_map", col_map.to(dtype), persistent=False)
+        self.register_map("row_map", row_map, dtype)
+        self.register_map("col_map", col_map, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mask_rows:

@@ -10,9 +10,12 @@
 Training statistics come straight from the coefficients (padding pixels are zero, n = N·h·w):
 
 * mean ``μ = 8 · Σ DC / n`` (a block's DC is 8 × its mean = its pixel sum / 8);
-* variance by the DCT mean-variance theorem (Theorem 2; Parseval for an orthonormal DCT):
-  ``Σ pixels² = Σ coefficients²``, so ``σ² = Σ F² / n − μ²`` (biased, used to normalise) and the
-  running variance is updated with the unbiased ``σ² · n / (n − 1)``, exactly as ``nn.BatchNorm2d``.
+* variance by the DCT mean-variance theorem (Theorem 2; Parseval for an orthonormal DCT,
+  ``Σ pixels² = Σ coefficients²``) applied to the *centred* image ``x − μ · valid``, whose
+  coefficients are ``F − μ · constant_pattern``: ``σ² = Σ (F − μ · pattern)² / n`` (biased, used to
+  normalise). This is the two-pass form; the one-pass ``Σ F² / n − μ²`` cancels catastrophically
+  when ``|μ| ≫ σ``. The running variance is updated with the unbiased ``σ² · n / (n − 1)``, exactly
+  as ``nn.BatchNorm2d``.
 
 BN commutes with the block DCT, so it also runs on pixels (``in_domain = out_domain = "pixels"``,
 statistics over the pixels), for values the ``elide_transforms`` pass keeps in pixels.
@@ -47,7 +50,7 @@ class JpegBatchNorm2d(JpegModule):
             self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self.register_buffer("pattern", geometry.constant_pattern().to(dtype), persistent=False)
+        self.register_map("pattern", geometry.constant_pattern(), dtype)
 
     @classmethod
     def from_spatial(cls, bn: nn.BatchNorm2d, geometry: BlockGeometry) -> JpegBatchNorm2d:
@@ -69,8 +72,8 @@ class JpegBatchNorm2d(JpegModule):
         count = n * self.in_geometry.h * self.in_geometry.w
         coeffs = x.reshape(n, c64 // NCOEF, NCOEF, hb, wb)
         mean = coeffs[:, :, 0].sum(dim=(0, 2, 3)) * (8.0 / count)
-        power = coeffs.pow(2).sum(dim=(0, 2, 3, 4)) / count  # Theorem 2 / Parseval
-        return mean, power - mean.pow(2)
+        centred = coeffs - mean.reshape(1, -1, 1, 1, 1) * self.pattern  # DCT of x − μ · valid
+        return mean, centred.pow(2).sum(dim=(0, 2, 3, 4)) / count  # Theorem 2 / Parseval
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         use_batch_stats = self.training or not self.track_running_stats

@@ -170,14 +170,13 @@ class JpegConv2d(JpegModule):
         self.stride, self.padding, self.groups, self.dilation = stride, padding, groups, dilation
         self.weight = nn.Parameter(weight.detach().clone())
         self.bias = None if bias is None else nn.Parameter(bias.detach().clone())
-        self.register_buffer(
-            "pattern", out.constant_pattern().to(weight.dtype), persistent=False
-        )
+        self.register_map("pattern", out.constant_pattern(), weight.dtype)
         if lowering == "fused":
             self.rows = BlockConvPlan.make(in_geometry.h, kh, stride[0], padding[0])
             self.cols = BlockConvPlan.make(in_geometry.w, kw, stride[1], padding[1])
-            self.register_buffer("tap_rows", self.rows.tap_operator(), persistent=False)
-            self.register_buffer("tap_cols", self.cols.tap_operator(), persistent=False)
+            # the taps stay float64 whatever the module's dtype: Ξ is contracted in float64
+            self.register_map("tap_rows", self.rows.tap_operator(), torch.float64, fixed=True)
+            self.register_map("tap_cols", self.cols.tap_operator(), torch.float64, fixed=True)
             self.register_buffer("xi", self.build_map().detach(), persistent=False)
             self._xi_version = self.weight._version
             self.mask = PaddingMask(out, weight.dtype)
@@ -228,9 +227,24 @@ class JpegConv2d(JpegModule):
         if self.training and self.weight.requires_grad and torch.is_grad_enabled():
             return self.build_map()
         if self._xi_version != self.weight._version or self.xi.dtype != self.weight.dtype:
-            self.xi = self.build_map().detach()
-            self._xi_version = self.weight._version
+            self._rebuild_map()
         return self.xi
+
+    @torch.no_grad()
+    def _rebuild_map(self) -> None:
+        """Recompute the cached Ξ from the current weight (float64 contraction, weight's dtype)."""
+        self.xi = self.build_map()
+        self._xi_version = self.weight._version
+
+    def _apply(self, fn, recurse: bool = True):
+        """Convert as ``nn.Module`` does (maps re-rounded from their masters, see
+        :class:`~jpegfx.ops.base.DerivedMaps`), then rebuild the cached Ξ from the converted weight
+        when its dtype changed: casting Ξ itself would keep the old dtype's rounding."""
+        dtype = self.weight.dtype
+        super()._apply(fn, recurse)
+        if self.lowering == "fused" and (self.weight.dtype != dtype or self.xi.dtype != self.weight.dtype):
+            self._rebuild_map()
+        return self
 
     # -- forward -----------------------------------------------------------------------------
     def supported_domains(self) -> frozenset[tuple[str, str]]:

@@ -20,11 +20,10 @@ model gives it luma in all three channels (R = G = B = Y), as Pillow's ``convert
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from jpegfx import jpeg as jpeg_io
 from jpegfx import transforms as T
-from jpegfx.ops.base import PaddingMask, add_channel_constant
+from jpegfx.ops.base import DerivedMaps, PaddingMask, add_channel_constant
 from jpegfx.transforms import NCOEF, BlockGeometry
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -60,7 +59,7 @@ def colour_map(color_space: str, channels: int) -> tuple[torch.Tensor, torch.Ten
     return m, b, [0, 1, 2]
 
 
-class JpegInputStage(nn.Module):
+class JpegInputStage(DerivedMaps):
     """Quantised coefficients and tables of a :class:`~jpegfx.jpeg.JpegBatch` → ``(N, C·64, Hb, Wb)``.
 
     ``forward(coefficients_0, …, coefficients_{K−1}, qtable_0, …, qtable_{K−1})`` with
@@ -81,9 +80,9 @@ class JpegInputStage(nn.Module):
         # x = (M · (IDCT(F) + 128) + b) / 255 − mean) / std  =  A · IDCT(F) + d
         a = m / (255.0 * std[:, None])
         d = ((m.sum(dim=1) * 128.0 + b) / 255.0 - mean) / std
-        self.register_buffer("mix", a.to(dtype), persistent=False)
-        self.register_buffer("offset", d.to(dtype), persistent=False)
-        self.register_buffer("pattern", self.geometry.constant_pattern().to(dtype), persistent=False)
+        self.register_map("mix", a, dtype)
+        self.register_map("offset", d, dtype)
+        self.register_map("pattern", self.geometry.constant_pattern(), dtype)
         vmax = max(v for v, _ in self.samplings)
         hmax = max(h for _, h in self.samplings)
         self.sizes = [(-(-size[0] * v // vmax), -(-size[1] * h // hmax)) for v, h in self.samplings]

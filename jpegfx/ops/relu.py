@@ -55,12 +55,12 @@ class JpegReLU(JpegModule):
         self.frequencies, self.method = frequencies, method
         approx_inverse = self.register_low_frequency_maps(frequencies, dtype)  # Dᵀ_k, Dᵀ_k D
         d = T.dct_basis()  # D[k, p]
-        self.register_buffer("forward_map", d.to(dtype), persistent=False)
-        self.register_buffer("inverse_maps", torch.cat([d.T, approx_inverse]).to(dtype), persistent=False)
+        self.register_map("forward_map", d, dtype)
+        self.register_map("inverse_maps", torch.cat([d.T, approx_inverse]), dtype)
         if method == "harmonic":
-            self.register_buffer("harmonic", T.harmonic_mixing_tensor().to(dtype), persistent=False)
+            self.register_map("harmonic", T.harmonic_mixing_tensor(), dtype)
         if self.mode == "apx" and not geometry.is_aligned:
-            self.register_buffer("valid", block_pixel_mask(geometry, dtype), persistent=False)
+            self.register_map("valid", block_pixel_mask(geometry, torch.float64), dtype)
         else:
             self.valid = None
 
