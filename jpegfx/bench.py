@@ -130,9 +130,9 @@ def _rel(a, b) -> float:
 
 def layer_times(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, repeat: int) -> list[dict]:
     """Per-node median-free totals over ``repeat`` runs (seconds per run), JPEG-domain vs spatial twin."""
-    from jpegfx.verify import _spatial_graph
+    from jpegfx.verify import spatial_graph
 
-    spatial, jpeg = _NodeTimer(_spatial_graph(model, jpeg_model)), _NodeTimer(jpeg_model.network)
+    spatial, jpeg = _NodeTimer(spatial_graph(model, jpeg_model.spec.channels)), _NodeTimer(jpeg_model.network)
     xd = to_dct(x)
     with torch.no_grad():
         for _ in range(repeat):

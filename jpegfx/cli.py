@@ -20,6 +20,7 @@ from jpegfx import jpeg as jpeg_io
 from jpegfx import models
 from jpegfx.convert import infer_channels
 from jpegfx.errors import JpegfxError, UnsupportedModelError
+from jpegfx.passes.lower_modules import ON_PIXELS
 
 NATIVE_SIZE = {"paper": 32, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
                "resnet18": 224, "resnet34": 224, "resnet50": 224}
@@ -99,8 +100,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
     jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies,
                                 lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
-                                subsampling=args.subsampling or ("gray" if infer_channels(model) == 1 else "4:2:0"),
-                                upsampling=args.upsampling, elide_transforms=not args.no_elide)
+                                subsampling=args.subsampling or ("gray" if (args.channels or infer_channels(model)) == 1 else "4:2:0"),
+                                upsampling=args.upsampling, elide_transforms=not args.no_elide,
+                                strict=args.strict, in_channels=args.channels if ":" in args.model else None)
     channels = jpeg_model.spec.channels
     x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
     report = jpegfx.verify(model, jpeg_model, x) if args.check > 0 else None
@@ -116,10 +118,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     summary = {
         "model": args.model, "input_size": list(size), "channels": channels, "relu": args.relu,
         "frequencies": args.frequencies, "conversion_seconds": round(jpeg_model.seconds, 3),
-        "lowered": dict(Counter(r.spatial for r in jpeg_model.records)),
-        "layers": [{"node": r.node, "op": r.spatial, "lowering": r.detail, "map_bytes": r.map_bytes,
-                    "domains": list(r.domains),
-                    "in": [r.in_geometry.h, r.in_geometry.w], "out": [r.out_geometry.h, r.out_geometry.w]}
+        "lowered": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg != ON_PIXELS)),
+        "on_pixels": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg == ON_PIXELS)),
+        "layers": [{"node": r.node, "op": r.spatial, "jpeg_op": r.jpeg, "lowering": r.detail,
+                    "map_bytes": r.map_bytes, "domains": list(r.domains),
+                    "in": _hw(r.in_geometry), "out": _hw(r.out_geometry)}
                    for r in jpeg_model.records],
         "verification": None if report is None else {
             "images": args.check, "max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error,
@@ -137,17 +140,24 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _hw(geometry) -> list[int] | None:
+    return None if geometry is None else [geometry.h, geometry.w]
+
+
 def _print_summary(summary: dict, report) -> None:
     h, w = summary["input_size"]
     print(f"{summary['model']}: {summary['channels']}x{h}x{w}, relu={summary['relu']}"
           + ("" if summary["relu"] == "exact" else f"(k={summary['frequencies']})")
           + f", converted in {summary['conversion_seconds']:.2f} s")
     print("nodes lowered: " + ", ".join(f"{op} {n}" for op, n in summary["lowered"].items()))
+    if summary["on_pixels"]:
+        print("on pixels (exact, between an inverse and a forward block DCT): "
+              + ", ".join(f"{op} {n}" for op, n in summary["on_pixels"].items()))
     print(f"{'node':<28} {'op':<18} {'lowering':<12} {'in':>9} {'out':>9} {'domains':<16} {'map MiB':>8}")
     for layer in summary["layers"]:
-        if layer["op"] in ("Conv2d", "MaxPool2d") or layer["lowering"] != "exact":
-            print(f"{layer['node']:<28} {layer['op']:<18} {layer['lowering']:<12} "
-                  f"{'x'.join(map(str, layer['in'])):>9} {'x'.join(map(str, layer['out'])):>9} "
+        if layer["op"] in ("Conv2d", "MaxPool2d") or layer["lowering"] != "exact" and layer["jpeg_op"] != ON_PIXELS:
+            size_in, size_out = ("x".join(map(str, layer[k])) if layer[k] else "-" for k in ("in", "out"))
+            print(f"{layer['node']:<28} {layer['op']:<18} {layer['lowering']:<12} {size_in:>9} {size_out:>9} "
                   f"{' -> '.join(layer['domains']):<16} {layer['map_bytes'] / 2**20:>8.1f}")
     if report is not None:
         verdict = "OK" if report.ok else ("FAILED" if summary["relu"] == "exact" else "approximate")
@@ -344,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"a zoo name ({', '.join(models.MODELS)}) or module:factory (default resnet18)")
     p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
     p.add_argument("--input-size", type=_size, help="HxW (default: the model's native size)")
-    p.add_argument("--channels", type=int, help="input channels of a zoo model")
+    p.add_argument("--channels", type=int, help="input channels (a zoo model is built with them; a factory's model "
+                                                 "is told them where its graph does not show them)")
     p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
     p.add_argument("--frequencies", type=int, default=15, help="spatial frequencies k for asm/apx (1..15)")
     p.add_argument("--maxpool", choices=["exact", "asm"], default="exact")
@@ -352,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-elide", action="store_true",
                    help="keep every value in the JPEG domain (the paper's model) instead of handing values between "
                         "pixel-computing ops over in pixels (exact either way; eliding is faster)")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse ops without a JPEG-domain lowering (listing them all) instead of running them on pixels")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD",
                    help="the spatial model's input normalisation (default none: pixels/255); MEAN,STD per channel "

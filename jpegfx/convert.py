@@ -25,7 +25,6 @@ from torch import nn
 
 from jpegfx import jpeg as jpeg_io
 from jpegfx import passes
-from jpegfx.errors import ConversionError
 from jpegfx.ops import DEFAULT_MAP_BUDGET, LOWERINGS
 from jpegfx.ops.input import UPSAMPLING, JpegInputStage, batch_tensors, input_stage_key, normalization, spatial_model_input
 from jpegfx.ops.relu import MODES as RELU_MODES
@@ -66,15 +65,25 @@ class JpegModel(nn.Module):
     def __init__(self, network: fx.GraphModule, spec: ModelSpec, records: list[LayerRecord],
                  seconds: float, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
-        self.network, self.spec, self.records, self.seconds, self.dtype = network, spec, records, seconds, dtype
+        self.network, self.spec, self.records, self.seconds = network, spec, records, seconds
         self.input_stages = nn.ModuleDict()
-        self._input_stage(*spec.samplings())
+        self._default_key = input_stage_key(*spec.samplings())
+        self._input_stage(*spec.samplings(), dtype=dtype)
 
-    def _input_stage(self, color_space: str, samplings: tuple[tuple[int, int], ...]) -> JpegInputStage:
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's float type; follows ``.double()``, ``.float()``, ``.to(...)``."""
+        return self.input_stages[self._default_key].pattern.dtype
+
+    def _input_stage(self, color_space: str, samplings: tuple[tuple[int, int], ...],
+                     dtype: torch.dtype | None = None) -> JpegInputStage:
         key = input_stage_key(color_space, samplings)
         if key not in self.input_stages:
-            self.input_stages[key] = JpegInputStage(self.spec.input_size, samplings, color_space, self.spec.channels,
-                                                    self.spec.normalize, self.spec.upsampling, self.dtype)
+            stage = JpegInputStage(self.spec.input_size, samplings, color_space, self.spec.channels,
+                                   self.spec.normalize, self.spec.upsampling, dtype or self.dtype)
+            if dtype is None:  # a layout met after construction: on the model's device too
+                stage = stage.to(self.input_stages[self._default_key].pattern.device)
+            self.input_stages[key] = stage
         return self.input_stages[key]
 
     def input_stage(self, batch: jpeg_io.JpegBatch) -> JpegInputStage:
@@ -104,11 +113,11 @@ class JpegModel(nn.Module):
 
 
 def infer_channels(model: nn.Module) -> int:
-    """Input channels of ``model``: those of its first ``Conv2d``."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            return m.in_channels
-    raise ConversionError("cannot infer the input channels (no Conv2d); pass in_channels=")
+    """Input channels of ``model``, read off its traced graph (see :mod:`jpegfx.passes.infer_input_channels`)."""
+    context = PassContext(ConvertOptions())
+    gm = passes.trace_model(copy.deepcopy(model), context)
+    passes.infer_input_channels(gm, context)
+    return context.in_channels
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -132,6 +141,8 @@ def convert(
     in_channels: int | None = None,
     keep_jpeg_output: bool = False,
     elide_transforms: bool = True,
+    strict: bool = False,
+    self_check: bool = True,
     debug: bool = False,
 ) -> JpegModel:
     """Convert a spatial model to the JPEG domain for inputs of logical size ``input_size``.
@@ -145,6 +156,13 @@ def convert(
     mode is kept (train mode gives train-mode BN). ``elide_transforms`` keeps values between two
     pixel-computing ops (conv → BN → ReLU → conv …) in pixels, cancelling DCT/IDCT pairs (exact,
     faster); ``False`` keeps every value in the JPEG domain, as in the paper.
+
+    Ops with no JPEG-domain lowering run unchanged on pixels between an exact inverse and forward
+    block DCT (listed in ``records`` with jpeg ``"(on pixels)"``); ``strict=True`` refuses them
+    instead, all in one :class:`~jpegfx.errors.UnsupportedModelError`. ``in_channels`` defaults to the
+    channels the input's first convolution reads. ``self_check`` (default) runs the spatial and the
+    converted model on one random input and raises :class:`~jpegfx.errors.ConversionError` unless
+    every value has its spatial shape and, in exact modes, the outputs agree to float rounding.
     """
     if subsampling not in SUBSAMPLINGS:
         raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}, got {subsampling!r}")
@@ -161,9 +179,10 @@ def convert(
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     start = time.perf_counter()
     options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model),
-                             elide_transforms)
-    context = PassContext(options, size, in_channels or infer_channels(model), keep_jpeg_output, debug)
+                             elide_transforms, strict, self_check)
+    context = PassContext(options, size, in_channels, keep_jpeg_output, debug)
     network = passes.run_pipeline(copy.deepcopy(model), context)
+    context.reference = None
     if isinstance(normalize, str) or normalize is not None:
         mean, std = normalization(normalize, context.in_channels)
         normalize = (tuple(mean.tolist()), tuple(std.tolist()))

@@ -1,19 +1,28 @@
 """The lowering registry: spatial op → JPEG-domain module, with capability checks that give reasons.
 
-A :class:`Lowering` has ``check(module, options) -> reason | None`` (``None`` = applicable) and
-``build(module, geometry, options, name) -> nn.Module``. The converter looks every JPEG-domain
+A :class:`Lowering` has ``check(module, geometry, options) -> reason | None`` (``None`` = applicable)
+and ``build(module, geometry, options, name) -> nn.Module``. The converter looks every JPEG-domain
 ``call_module`` node up here by the type of its module; README's supported-operations table is
 generated from :data:`LOWERINGS` by :func:`support_table`.
+
+A module matches a registered type only if it *is* that type or a subclass that keeps its behaviour
+(:func:`keeps_behaviour`): a subclass that overrides ``forward`` (or another method the base class
+defines) computes something else — weight standardisation, "same" padding, a fused activation — and
+is traced into instead, so that what it adds is seen, never silently dropped.
 """
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.fx as fx
+import torch.nn.functional as F
 from torch import nn
 
 from jpegfx import models, ops
+from jpegfx.meta import IMAGE
 from jpegfx.transforms import BlockGeometry, MAX_FREQUENCIES
 
 
@@ -28,6 +37,8 @@ class ConvertOptions:
     map_budget: int = ops.DEFAULT_MAP_BUDGET
     dtype: torch.dtype = torch.float32
     elide_transforms: bool = True
+    strict: bool = False  # refuse ops without a JPEG-domain lowering instead of running them on pixels
+    self_check: bool = True  # compare the result with the spatial model on a random input before returning
 
 
 @dataclass(frozen=True)
@@ -35,27 +46,32 @@ class Lowering:
     spatial: str
     jpeg: str
     doc: str
-    check: Callable[[nn.Module, ConvertOptions], str | None]
+    check: Callable[[nn.Module, BlockGeometry, ConvertOptions], str | None]
     build: Callable[[nn.Module, BlockGeometry, ConvertOptions, str], nn.Module]
     ends_jpeg_domain: bool = False
 
 
-def _always(module: nn.Module, options: ConvertOptions) -> str | None:
+def _always(module: nn.Module, geometry: BlockGeometry, options: ConvertOptions) -> str | None:
     return None
 
 
-def _check_conv(conv: nn.Conv2d, options: ConvertOptions) -> str | None:
+def _check_conv(conv: nn.Conv2d, geometry: BlockGeometry, options: ConvertOptions) -> str | None:
     reasons = ops.conv.supported_lowerings(conv)
+    if options.lowering == "fused" and reasons["fused"] is None:
+        need = ops.fused_map_bytes(conv, geometry, conv.weight.element_size())
+        if need > options.map_budget:
+            reasons["fused"] = (f"the fused map needs {need / 2**20:.1f} MiB > map_budget "
+                                f"{options.map_budget / 2**20:.1f} MiB (use lowering='auto' or 'factored')")
     if options.lowering == "auto":
         return None if any(r is None for r in reasons.values()) else "; ".join(dict.fromkeys(filter(None, reasons.values())))
     return reasons.get(options.lowering, f"unknown lowering {options.lowering!r}")
 
 
-def _check_maxpool(pool: nn.MaxPool2d, options: ConvertOptions) -> str | None:
+def _check_maxpool(pool: nn.MaxPool2d, geometry: BlockGeometry, options: ConvertOptions) -> str | None:
     return "return_indices=True is not supported" if pool.return_indices else None
 
 
-def _check_dropout(module: nn.Module, options: ConvertOptions) -> str | None:
+def _check_dropout(module: nn.Module, geometry: BlockGeometry, options: ConvertOptions) -> str | None:
     if module.training and module.p > 0:
         return "dropout on JPEG coefficients is not dropout on pixels; convert in eval mode or move it after pooling"
     return None
@@ -67,6 +83,10 @@ def _build_conv(conv, geometry, options, name):
 
 def _build_bn(bn, geometry, options, name):
     return ops.JpegBatchNorm2d.from_spatial(bn, geometry)
+
+
+def _build_gn(gn, geometry, options, name):
+    return ops.JpegGroupNorm.from_spatial(gn, geometry)
 
 
 def _build_relu(relu, geometry, options, name):
@@ -100,6 +120,8 @@ LOWERINGS: dict[type, Lowering] = {
                         _check_conv, _build_conv),
     nn.BatchNorm2d: Lowering("nn.BatchNorm2d", "JpegBatchNorm2d",
                              "exact, eval and train (DC mean, DCT mean-variance theorem)", _always, _build_bn),
+    nn.GroupNorm: Lowering("nn.GroupNorm", "JpegGroupNorm",
+                           "exact, eval and train (per-sample group statistics from DC and Parseval)", _always, _build_gn),
     nn.ReLU: Lowering("nn.ReLU / F.relu / torch.relu", "JpegReLU",
                       "exact, ASM(k) or APX(k) (paper §4.2)", _always, _build_relu),
     nn.MaxPool2d: Lowering("nn.MaxPool2d / F.max_pool2d", "JpegMaxPool2d",
@@ -117,15 +139,101 @@ LOWERINGS: dict[type, Lowering] = {
 """Lowerable module types. Functional forms are normalised to these modules before lookup."""
 
 ELEMENTWISE = {
-    "add": "operator.add / torch.add / Tensor.add / += : coefficient-wise (paper §4.4)",
-    "size(0)": "Tensor.size(0): the batch size is the same in both domains",
+    "add": "operator.add / torch.add / Tensor.add / += of two images: coefficient-wise (paper §4.4)",
+    "mul / div by a channel constant": "x * g, x / g with g a number or (N, C, 1, 1) (e.g. a squeeze-excitation gate): "
+                                       "scales every coefficient of the channel",
+    "mean over (h, w)": "x.mean((2, 3), keepdim): a DC read (squeeze-excitation), ends the JPEG domain",
+    "shape, size(d)": "the spatial shape, read off the JPEG-domain tensor",
 }
 
 
+HARMLESS_OVERRIDES = frozenset({"__init__", "__repr__", "extra_repr", "reset_parameters", "__setstate__"})
+"""Methods a subclass may redefine and still compute what its registered base class computes."""
+
+
+def keeps_behaviour(cls: type, base: type) -> bool:
+    """Whether subclass ``cls`` of ``base`` computes what ``base`` does: no class between them
+    redefines ``forward`` or any other method of ``base`` (``_conv_forward``, ``_check_input_dim``, …)."""
+    between = cls.__mro__[:cls.__mro__.index(base)]
+    return not any(name not in HARMLESS_OVERRIDES and callable(value) and hasattr(base, name)
+                   and value is not getattr(base, name)
+                   for klass in between for name, value in vars(klass).items())
+
+
 def lookup(module: nn.Module) -> Lowering | None:
+    """The lowering of ``module``'s registered type, or ``None`` (not registered, or a subclass that
+    changes what the registered type computes)."""
     for cls in type(module).__mro__:
         if cls in LOWERINGS:
-            return LOWERINGS[cls]
+            return LOWERINGS[cls] if keeps_behaviour(type(module), cls) else None
+    return None
+
+
+@dataclass(frozen=True)
+class PixelOp:
+    """An op computed exactly on pixels — what it computes is not linear (or moves values across the
+    plane), so pixels are where it is exact. It runs between an inverse and a forward block DCT, which
+    ``elide_transforms`` cancels against pixel-computing neighbours. Unlike an unknown op (the
+    fallback), it is part of the supported set and ``strict`` accepts it."""
+
+    name: str
+    doc: str
+    modules: tuple[type, ...] = ()
+    functions: tuple = ()
+    methods: tuple[str, ...] = ()
+    check: Callable[[fx.Node], bool] = lambda node: True
+
+
+def _images(node: fx.Node) -> list[fx.Node]:
+    return [a for a in node.all_input_nodes if a.meta.get(IMAGE, False)]
+
+
+def _channel_dim(node: fx.Node, position: int) -> bool:
+    dim = node.kwargs.get("dim", node.args[position] if len(node.args) > position else 0)
+    return isinstance(dim, int) and dim % 4 == 1
+
+
+def _all_images(node: fx.Node) -> bool:
+    tensors = [a for a in node.all_input_nodes if "tensor_meta" in a.meta]
+    return bool(tensors) and len(_images(node)) == len(tensors)
+
+
+ACTIVATION_MODULES = (nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.ReLU6,
+                      nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.PReLU, nn.Softsign,
+                      nn.Tanhshrink)
+ACTIVATION_FUNCTIONS = (F.silu, F.gelu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardswish, F.hardsigmoid,
+                        F.leaky_relu, F.relu6, F.elu, F.selu, F.celu, F.mish, F.softplus, F.hardtanh, torch.clamp,
+                        torch.clip, torch.nn.functional.prelu, F.softsign)
+ACTIVATION_METHODS = ("sigmoid", "tanh", "clamp", "clip")
+
+PIXEL_OPS: tuple[PixelOp, ...] = (
+    PixelOp("elementwise activations", "SiLU, GELU, sigmoid, tanh, hardswish, hardsigmoid, LeakyReLU, ReLU6, ELU, "
+            "Mish, softplus, hardtanh, clamp, …: f of each pixel, exact on pixels",
+            ACTIVATION_MODULES, ACTIVATION_FUNCTIONS, ACTIVATION_METHODS,
+            lambda node: len(_images(node)) == 1),
+    PixelOp("product / quotient of two images", "x * y, x / y of two images (the paper's harmonic mixing, eq. 17, "
+            "computed as inverse DCT → product → DCT)", (), (operator.mul, torch.mul, operator.truediv, torch.div),
+            ("mul", "div"), lambda node: len(_images(node)) == 2 and not node.kwargs),
+    PixelOp("softmax over channels", "F.softmax / torch.softmax along dim 1 (split attention): per pixel",
+            (nn.Softmax,), (F.softmax, torch.softmax), ("softmax",), lambda node: _channel_dim(node, 1)),
+    PixelOp("channel concatenation and split", "torch.cat / split / chunk along the channel dim "
+            "(Res2Net, CSP, ResNeSt)", (), (torch.cat, torch.concat, torch.split, torch.chunk),
+            ("split", "chunk"), lambda node: _channel_dim(node, 1) and _all_images(node)),
+    PixelOp("constant padding", "F.pad (constant mode), nn.ZeroPad2d, nn.ConstantPad2d ('same' padding, blur "
+            "pools): moves pixels", (nn.ZeroPad2d, nn.ConstantPad2d), (F.pad,), (),
+            lambda node: len(_images(node)) == 1 and node.kwargs.get("mode", "constant") == "constant"
+            and (len(node.args) < 3 or node.args[2] == "constant")),
+)
+
+
+def pixel_op(node: fx.Node, module: nn.Module | None = None) -> PixelOp | None:
+    """The :class:`PixelOp` that ``node`` (with its module, for ``call_module``) is, if any."""
+    for op in PIXEL_OPS:
+        matched = (node.op == "call_module" and type(module) in op.modules
+                   or node.op == "call_function" and node.target in op.functions
+                   or node.op == "call_method" and node.target in op.methods)
+        if matched and op.check(node):
+            return op
     return None
 
 
@@ -134,5 +242,8 @@ def support_table() -> str:
     rows = ["| spatial op | JPEG-domain op | notes |", "|---|---|---|"]
     rows += [f"| {lw.spatial} | {lw.jpeg} | {lw.doc} |" for lw in LOWERINGS.values()]
     rows += [f"| {name} | (same) | {doc} |" for name, doc in ELEMENTWISE.items()]
+    rows += [f"| {op.name} | (same, on pixels) | {op.doc} |" for op in PIXEL_OPS]
     rows.append("| anything after global pooling | (unchanged) | the head (flatten, Linear, …) is spatial-free |")
+    rows.append("| any other op on images | (same op, on pixels) | exact: inverse block DCT, the op, forward DCT; "
+                "listed by `convert`, refused with `strict=True` |")
     return "\n".join(rows)

@@ -19,21 +19,15 @@ from jpegfx import passes
 from jpegfx.convert import JpegModel
 from jpegfx.jpeg import JpegBatch
 
-from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext
-from jpegfx.passes.normalize_functions import normalize_functions
+from jpegfx.passes.check_equivalence import TOLERANCE, Divergence, rel_error as _rel
+from jpegfx.passes.check_equivalence import first_divergence as graph_divergence
+from jpegfx.passes.context import PassContext
 from jpegfx.registry import ConvertOptions
-from jpegfx.transforms import from_dct, to_dct
+from jpegfx.transforms import to_dct
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
-
-
-@dataclass(frozen=True)
-class Divergence:
-    node: str
-    target: str
-    rel_error: float
+DEFAULT_TOLERANCE = TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -57,48 +51,19 @@ class VerifyReport:
         return s
 
 
-class _Recorder(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
-        super().__init__(gm)
-        self.values: dict[str, torch.Tensor] = {}
-
-    def run_node(self, n: fx.Node):
-        out = super().run_node(n)
-        if isinstance(out, torch.Tensor):
-            self.values[n.name] = out.detach().clone()  # later in-place ops (ReLU(inplace=True)) must not alter it
-        return out
-
-
-def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
-
-
-def _spatial_graph(model: nn.Module, jpeg_model: JpegModel) -> fx.GraphModule:
-    spec = jpeg_model.spec
-    context = PassContext(ConvertOptions(), spec.input_size, spec.channels)
+def spatial_graph(model: nn.Module, in_channels: int) -> fx.GraphModule:
+    """The spatial graph as the converter sees it before lowering: traced and put through the
+    spatial rewrites (:data:`jpegfx.passes.FRONTEND`), so that node names match the conversion's."""
+    context = PassContext(ConvertOptions(), in_channels=in_channels)
     gm = passes.trace_model(copy.deepcopy(model), context)
-    return normalize_functions(gm, context)  # the conversion's own rewrite → the same node names
+    for p in passes.FRONTEND:
+        gm = p(gm, context).module
+    return gm
 
 
 def first_divergence(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, tolerance: float) -> Divergence | None:
     """The first JPEG-domain node whose decoded value differs from its spatial twin beyond tolerance."""
-    spatial = _Recorder(_spatial_graph(model, jpeg_model))
-    jpeg = _Recorder(jpeg_model.network)
-    with torch.no_grad():
-        spatial.run(x)
-        jpeg.run(to_dct(x))
-    for node in jpeg_model.network.graph.nodes:
-        if node.name not in spatial.values or node.name not in jpeg.values:
-            continue
-        value = jpeg.values[node.name]
-        if node.meta.get(DOMAIN) == "jpeg" and GEOMETRY in node.meta:
-            g = node.meta[GEOMETRY]
-            value = from_dct(value, (g.h, g.w))
-        reference = spatial.values[node.name]
-        if value.shape == reference.shape and _rel(value, reference) > tolerance:
-            target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
-            return Divergence(node.name, target, _rel(value, reference))
-    return None
+    return graph_divergence(spatial_graph(model, jpeg_model.spec.channels), jpeg_model.network, x, tolerance)
 
 
 def verify(model: nn.Module, jpeg_model: JpegModel, batch: JpegBatch | torch.Tensor, *,

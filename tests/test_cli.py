@@ -91,7 +91,7 @@ def test_pickle_that_is_not_a_state_dict_is_refused_without_unpickling(tmp_path)
     assert_one_line_error(run("convert", "--model", "paper", "--weights", str(path)), "not a safe state_dict")
 
 
-def test_unsupported_model_lists_every_op(tmp_path):
+def test_ops_without_lowering_run_on_pixels_or_are_refused_under_strict(tmp_path):
     (tmp_path / "custom_net.py").write_text(textwrap.dedent("""
         import torch
         from torch import nn
@@ -108,10 +108,15 @@ def test_unsupported_model_lists_every_op(tmp_path):
             return Net()
     """))
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    result = run("convert", "--model", "custom_net:build", "--input-size", "16x16", env=env)
+    result = run("convert", "--model", "custom_net:build", "--input-size", "16x16", "--strict", env=env)
     assert result.returncode == 2
-    assert "GELU (module) ×1 [act]" in result.stderr and "Upsample (module) ×1 [up]" in result.stderr
+    assert "Upsample (module) ×1 [up]" in result.stderr and "GELU" not in result.stderr  # GELU is a pixel op
     assert "Traceback" not in result.stderr
+    result = run("convert", "--model", "custom_net:build", "--input-size", "16x16", "--json", env=env)
+    assert result.returncode == 0, result.stderr  # without --strict: exact, the two ops on pixels
+    summary = json.loads(result.stdout)
+    assert summary["on_pixels"] == {"GELU (module)": 1, "Upsample (module)": 1}
+    assert summary["verification"]["ok"]
 
 
 def test_normalize_mean_std():

@@ -155,31 +155,6 @@ def test_functional_forms_are_normalised(dtype):
     assert report.max_rel_error <= TOL[("small", dtype)], report.summary()
 
 
-class TwoUnsupported(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3, padding=1)
-        self.act1 = nn.GELU()
-        self.act2 = nn.GELU()
-        self.up = nn.Upsample(scale_factor=2)
-        self.fc = nn.Linear(4, 2)
-
-    def forward(self, x):
-        x = self.up(self.act2(self.act1(self.conv(x))))
-        x = torch.sigmoid(x) * 2
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-def test_unsupported_ops_are_all_listed_at_once():
-    with pytest.raises(UnsupportedModelError) as info:
-        jpegfx.convert(TwoUnsupported().eval(), 16)
-    problems = "\n".join(info.value.problems)
-    assert "GELU (module) ×2 [act1, act2]" in problems
-    assert "Upsample (module) ×1 [up]" in problems
-    assert "sigmoid" in problems and "mul" in problems
-    assert info.value.pass_name == "check_support"
-
-
 class DataDependent(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -199,7 +174,8 @@ def test_untraceable_control_flow_says_why():
 def test_unsupported_conv_configuration_is_reported():
     model = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1, padding_mode="circular"), nn.ReLU()).eval()
     with pytest.raises(UnsupportedModelError, match="only zero padding"):
-        jpegfx.convert(model, 16)
+        jpegfx.convert(model, 16, strict=True)
+    assert [r.jpeg for r in jpegfx.convert(model, 16).records] == ["(on pixels)", "JpegReLU"]  # exact on pixels
 
 
 def test_original_model_is_not_mutated():
@@ -322,8 +298,8 @@ def test_fused_maps_stay_in_the_jpeg_domain():
     fused = jpegfx.convert(model, 16, lowering="fused")
     assert [r.domains for r in fused.records] == [("jpeg", "jpeg")] * 5
     factored = jpegfx.convert(model, 16, lowering="factored")
-    assert [r.domains for r in factored.records] == [("jpeg", "pixels")] + [("pixels", "pixels")] * 3 + [
-        ("pixels", "jpeg")]
+    # the last conv's DCT cancels against the decoding of the output
+    assert [r.domains for r in factored.records] == [("jpeg", "pixels")] + [("pixels", "pixels")] * 4
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     assert_close_rel(fused.network(to_dct(x)), model(x))  # the feature map output is decoded to pixels
     assert_close_rel(factored.network(to_dct(x)), model(x))

@@ -5,6 +5,8 @@ All take and return JPEG-domain tensors ``(N, C·64, Hb, Wb)`` (see :mod:`jpegfx
 """
 from jpegfx.ops.base import JpegModule, PaddingMask, to_jpeg, to_spatial
 from jpegfx.ops.batchnorm import JpegBatchNorm2d
+from jpegfx.ops.channel import JpegScale, JpegShape
+from jpegfx.ops.groupnorm import JpegGroupNorm
 from jpegfx.ops.conv import (
     DEFAULT_MAP_BUDGET,
     LOWERINGS,
@@ -20,7 +22,9 @@ from jpegfx.ops.pool import (
     JpegFromPixels,
     JpegMaxPool2d,
     JpegShortcutA,
+    JpegSpatialMean,
     JpegToSpatial,
+    spatial_mean,
 )
 from jpegfx.ops.relu import JpegReLU, relu_block_error
 
@@ -33,9 +37,13 @@ __all__ = [
     "JpegConv2d",
     "JpegMaxPool2d",
     "JpegFromPixels",
+    "JpegGroupNorm",
     "JpegModule",
     "JpegReLU",
+    "JpegScale",
+    "JpegShape",
     "JpegShortcutA",
+    "JpegSpatialMean",
     "JpegToSpatial",
     "MapBudgetError",
     "PaddingMask",
@@ -43,6 +51,7 @@ __all__ = [
     "conv_macs",
     "fused_map_bytes",
     "relu_block_error",
+    "spatial_mean",
     "to_jpeg",
     "to_spatial",
 ]

@@ -121,34 +121,70 @@ class JpegAdaptiveAvgPool2d(JpegModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.output_size == (1, 1):
-            n, c64, hb, wb = x.shape
-            dc = x.reshape(n, c64 // NCOEF, NCOEF, hb * wb)[:, :, 0]
-            return (dc.sum(dim=-1) * (8.0 / (self.in_geometry.h * self.in_geometry.w))).reshape(n, -1, 1, 1)
+            return spatial_mean(x, self.in_geometry)[:, :, None, None]
         return F.adaptive_avg_pool2d(to_spatial(x, self.in_geometry), self.output_size)
 
 
-class JpegToSpatial(JpegModule):
-    """Leave the JPEG domain: ``(N, C·64, Hb, Wb)`` → pixels ``(N, C, h, w)`` (exact)."""
+def spatial_mean(x: torch.Tensor, geometry: BlockGeometry) -> torch.Tensor:
+    """Per-channel mean of the logical pixels, ``(N, C)``, from DC only: ``8 · Σ DC / (h · w)``."""
+    n, c64, hb, wb = x.shape
+    dc = x.reshape(n, c64 // NCOEF, NCOEF, hb * wb)[:, :, 0]
+    return dc.sum(dim=-1) * (8.0 / (geometry.h * geometry.w))
+
+
+class JpegSpatialMean(JpegModule):
+    """``x.mean((2, 3), keepdim)`` (e.g. the squeeze of squeeze-excitation): a DC read that ends the
+    JPEG domain, ``(N, C, 1, 1)`` or ``(N, C)`` like the spatial op. Exact."""
+
+    def __init__(self, geometry: BlockGeometry, keepdim: bool) -> None:
+        super().__init__(geometry, BlockGeometry(1, 1))
+        self.keepdim = keepdim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return to_spatial(x, self.in_geometry)
+        mean = spatial_mean(x, self.in_geometry)
+        return mean[:, :, None, None] if self.keepdim else mean
+
+
+class JpegToSpatial(JpegModule):
+    """Leave the JPEG domain: ``(N, C·64, Hb, Wb)`` → pixels ``(N, C, h, w)`` (exact inverse block DCT).
+
+    Inserted before ops that run on pixels and for decoded outputs. Reading pixels (a producer that
+    already computed them), it is the identity, and ``elide_transforms`` removes it.
+    """
+
+    def __init__(self, geometry: BlockGeometry) -> None:
+        super().__init__(geometry)
+        self.out_domain = PIXELS
+
+    def natural_domains(self) -> tuple[str, str]:
+        return JPEG, PIXELS
+
+    def supported_domains(self) -> frozenset[tuple[str, str]]:
+        return frozenset({(JPEG, PIXELS), (PIXELS, PIXELS)})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pixels_in(x)
 
 
 class JpegFromPixels(JpegModule):
     """Enter the JPEG domain: logical pixels ``(N, C, h, w)`` → ``(N, C·64, Hb, Wb)`` (exact block DCT).
 
-    Inserted by ``elide_transforms`` where a value kept in pixels also feeds JPEG-domain consumers.
+    Inserted where a value computed in pixels feeds JPEG-domain consumers. Feeding a consumer that
+    reads pixels, it is the identity, and ``elide_transforms`` removes it.
     """
 
     def __init__(self, geometry: BlockGeometry) -> None:
         super().__init__(geometry)
         self.in_domain = PIXELS
 
+    def natural_domains(self) -> tuple[str, str]:
+        return PIXELS, JPEG
+
     def supported_domains(self) -> frozenset[tuple[str, str]]:
-        return frozenset({(PIXELS, JPEG)})
+        return frozenset({(PIXELS, JPEG), (PIXELS, PIXELS)})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return to_jpeg(x)
+        return self.emit(x)
 
 
 class JpegShortcutA(JpegModule):

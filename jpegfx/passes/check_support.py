@@ -1,30 +1,50 @@
-"""Collect every node that cannot run in the JPEG domain and raise once, listing them all."""
+"""List every op that has no JPEG-domain lowering (it runs on pixels, see ``assign_domains``) and,
+under ``strict``, refuse the model once, naming every such op with its count.
+
+Only ops that read an image are listed: shape arithmetic and the head after global pooling are
+never reported, and an op is never reported merely for being downstream of another.
+"""
 from __future__ import annotations
 
 import logging
 
 import torch.fx as fx
 
+from jpegfx import registry
 from jpegfx.errors import UnsupportedModelError
-from jpegfx.passes.context import PassContext
-from jpegfx.passes.propagate_shapes import UNSUPPORTED
+from jpegfx.passes.context import FALLBACK, PassContext, PassResult
 
 log = logging.getLogger(__name__)
 
-HINT = ("supported in the JPEG domain: Conv2d, BatchNorm2d, ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d, "
-        "add, Identity, Dropout(eval); anything after global pooling is free")
+
+def hint() -> str:
+    return ("JPEG-domain lowerings exist for: " + ", ".join(lw.spatial for lw in registry.LOWERINGS.values())
+            + ", " + ", ".join(registry.ELEMENTWISE) + "; convert without strict=True to run the others on pixels")
 
 
-def check_support(gm: fx.GraphModule, context: PassContext) -> fx.GraphModule:
+def fallback_groups(gm: fx.GraphModule) -> dict[tuple[str, str], list[str]]:
+    """(op, reason) → the names of the nodes that run on pixels, in graph order."""
     groups: dict[tuple[str, str], list[str]] = {}
     for node in gm.graph.nodes:
-        if UNSUPPORTED in node.meta:
-            groups.setdefault(node.meta[UNSUPPORTED], []).append(node.name)
-    if groups:
-        problems = []
-        for (op, reason), names in groups.items():
-            shown = ", ".join(names[:4]) + (f", … (+{len(names) - 4})" if len(names) > 4 else "")
-            problems.append(f"{op} ×{len(names)} [{shown}]: {reason}")
-        raise UnsupportedModelError(problems, "check_support", HINT)
-    log.info("check_support: every JPEG-domain node has a lowering")
-    return gm
+        if FALLBACK in node.meta:
+            groups.setdefault(node.meta[FALLBACK], []).append(node.name)
+    return groups
+
+
+def format_groups(groups: dict[tuple[str, str], list[str]]) -> list[str]:
+    problems = []
+    for (op, reason), names in groups.items():
+        shown = ", ".join(names[:4]) + (f", … (+{len(names) - 4})" if len(names) > 4 else "")
+        problems.append(f"{op} ×{len(names)} [{shown}]: {reason}")
+    return problems
+
+
+def check_support(gm: fx.GraphModule, context: PassContext) -> PassResult:
+    groups = fallback_groups(gm)
+    if groups and context.options.strict:
+        raise UnsupportedModelError(format_groups(groups), "check_support", hint())
+    for line in format_groups(groups):
+        log.info("check_support: on pixels (exact): %s", line)
+    if not groups:
+        log.info("check_support: every image op has a JPEG-domain lowering")
+    return PassResult(gm, False)

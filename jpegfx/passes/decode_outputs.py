@@ -6,26 +6,26 @@ import logging
 import torch.fx as fx
 
 from jpegfx import ops
-from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext
+from jpegfx.passes.context import DOMAIN, GEOMETRY, LOWER, ROLE, PassContext, PassResult, add_module
 
 log = logging.getLogger(__name__)
 
 
-def decode_outputs(gm: fx.GraphModule, context: PassContext) -> fx.GraphModule:
+def decode_outputs(gm: fx.GraphModule, context: PassContext) -> PassResult:
     if context.keep_jpeg_output:
-        return gm
+        return PassResult(gm, False)
     output = next(n for n in gm.graph.nodes if n.op == "output")
     decoded = 0
     for value in list(output.all_input_nodes):
         if value.meta.get(DOMAIN) != "jpeg":
             continue
-        name = f"decode_{value.name}"
-        gm.add_submodule(name, ops.JpegToSpatial(value.meta[GEOMETRY]))
+        name = add_module(gm, f"decode_{value.name}", ops.JpegToSpatial(value.meta[GEOMETRY]))
         with gm.graph.inserting_after(value):
             node = gm.graph.call_module(name, (value,))
-        node.meta[DOMAIN] = "spatial"
+        node.meta.update({k: value.meta[k] for k in ("tensor_meta", GEOMETRY) if k in value.meta})
+        node.meta[DOMAIN], node.meta[ROLE] = "spatial", LOWER
         output.replace_input_with(value, node)
         decoded += 1
     gm.recompile()
     log.info("decode_outputs: %d output(s) decoded to pixels", decoded)
-    return gm
+    return PassResult(gm, decoded > 0)

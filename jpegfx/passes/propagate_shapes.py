@@ -1,94 +1,87 @@
-"""Record every node's shape, its domain (JPEG or spatial) and, for JPEG-domain values, the
-logical size, in ``node.meta``.
+"""Record every node's spatial shape (fx ``ShapeProp`` on an example input) and, for image-like
+values, their logical size, in ``node.meta``.
 
-Shapes come from running the spatial graph once on an example input (fx ``ShapeProp``). Domains
-propagate forward from the image input: a value is JPEG-domain while it is produced from JPEG-domain
-values by lowerable ops; a lowering that ends the domain (global pooling) produces a spatial value,
-and so do ops whose inputs are all spatial. Ops with a JPEG-domain input and no lowering are marked
-``unsupported`` in ``node.meta`` for :func:`check_support`.
+A value is *image-like* (``node.meta[IMAGE]``) when it is computed from the model's input and is a
+4-D tensor ``(N, C, h, w)`` with ``h · w > 1``: such a value can live in the JPEG domain as
+``(N, C·64, ⌈h/8⌉, ⌈w/8⌉)``, and its :class:`~jpegfx.transforms.BlockGeometry` is recorded
+(``node.meta[GEOMETRY]``). Global-pooled vectors ``(N, C, 1, 1)``, flattened features and shape
+arithmetic are not image-like: they stay as they are.
 """
 from __future__ import annotations
 
 import logging
-import operator
 
 import torch
 import torch.fx as fx
-from torch.fx.passes.shape_prop import ShapeProp
+from torch.fx.node import map_aggregate
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
-from jpegfx import registry
 from jpegfx.errors import ConversionError
-from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext
+from jpegfx.passes.context import GEOMETRY, IMAGE, PassContext, PassResult
 from jpegfx.transforms import BlockGeometry
 
 log = logging.getLogger(__name__)
-UNSUPPORTED = "jpegfx_unsupported"  # node.meta key: the reason a JPEG-domain node cannot be lowered
 
 
-def _inputs(node: fx.Node) -> list[fx.Node]:
-    return [a for a in node.all_input_nodes]
+class _ShapeProp(fx.Interpreter):
+    """fx's ShapeProp (``tensor_meta`` per node), naming the node whose op fails in one line instead
+    of printing a traceback and the node's meta."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.extra_traceback = False
+
+    def run_node(self, n: fx.Node):
+        try:
+            result = super().run_node(n)
+        except Exception as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ConversionError(f"at node {n.name} ({n.op} {n.target}): {first}") from e
+        found = []
+
+        def extract(v):
+            if isinstance(v, torch.Tensor):
+                found.append(v)
+                return _extract_tensor_metadata(v)
+            return v
+
+        meta = map_aggregate(result, extract)
+        if found:
+            n.meta["tensor_meta"] = meta
+        n.meta["type"] = type(result)
+        return result
 
 
-def _describe(gm: fx.GraphModule, node: fx.Node) -> str:
-    if node.op == "call_module":
-        return f"{type(gm.get_submodule(node.target)).__name__} (module)"
-    if node.op == "call_function":
-        return f"{getattr(node.target, '__module__', '') or ''}.{getattr(node.target, '__name__', node.target)}".lstrip(".")
-    return f"Tensor.{node.target} (method)"
+def image_geometry(node: fx.Node) -> BlockGeometry | None:
+    """The logical size of an image-like value (see the module docstring), else ``None``."""
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    if shape is None or len(shape) != 4 or not meta.dtype.is_floating_point or tuple(shape[-2:]) == (1, 1):
+        return None
+    return BlockGeometry(int(shape[-2]), int(shape[-1]))
 
 
-def _classify(gm: fx.GraphModule, node: fx.Node, context: PassContext) -> tuple[str, str | None]:
-    """(domain of the node's value, reason it is unsupported or None)."""
-    jpeg_in = [a for a in _inputs(node) if a.meta.get(DOMAIN) == "jpeg"]
-    if node.op == "placeholder":
-        return "jpeg", None
-    if node.op == "output" or not jpeg_in:
-        return "spatial", None
-    if node.op == "call_module":
-        module = gm.get_submodule(node.target)
-        lowering = registry.lookup(module)
-        if lowering is None:
-            return "jpeg", "no JPEG-domain lowering"
-        reason = lowering.check(module, context.options)
-        if reason is not None:
-            return "jpeg", reason
-        return ("spatial" if lowering.ends_jpeg_domain else "jpeg"), None
-    if node.op == "call_function" and node.target is operator.add:
-        tensors = [a for a in node.args if isinstance(a, fx.Node)]
-        if len(tensors) == 2 and all(a.meta.get(DOMAIN) == "jpeg" for a in tensors):
-            return "jpeg", None
-        return "jpeg", "adding a non-image operand (a scalar or a spatial tensor) to a JPEG-domain value"
-    if node.op == "call_method" and node.target == "size" and node.args[1:2] == (0,) and not node.kwargs:
-        return "spatial", None
-    return "jpeg", "no JPEG-domain lowering"
-
-
-def propagate_shapes(gm: fx.GraphModule, context: PassContext) -> fx.GraphModule:
+def propagate_shapes(gm: fx.GraphModule, context: PassContext) -> PassResult:
     modes = {m: m.training for m in gm.modules()}
     gm.eval()  # the example run must not touch BatchNorm running statistics
+    shape = "x".join(str(s) for s in (context.in_channels, *context.input_size))
     try:
         with torch.no_grad():
-            ShapeProp(gm).propagate(context.example_input())
-    except Exception as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConversionError(
-            f"the model does not run on a {context.in_channels}x{context.input_size[0]}x{context.input_size[1]} "
-            f"input: {first}", "propagate_shapes") from e
+            _ShapeProp(gm).run(context.example_input())
+    except ConversionError as e:
+        raise ConversionError(f"the model does not run on a {shape} input: {e}") from e.__cause__
     finally:
         for module, training in modes.items():
             module.training = training
-    counts = {"jpeg": 0, "spatial": 0}
+    derived: set[fx.Node] = set()
+    images = 0
     for node in gm.graph.nodes:
-        domain, reason = _classify(gm, node, context)
-        node.meta[DOMAIN] = domain
-        if reason is not None:
-            node.meta[UNSUPPORTED] = (_describe(gm, node), reason)
-        meta = node.meta.get("tensor_meta")
-        if domain == "jpeg" and meta is not None and hasattr(meta, "shape"):
-            if len(meta.shape) != 4:
-                node.meta[UNSUPPORTED] = (_describe(gm, node), f"produces a {len(meta.shape)}-D value in the JPEG domain")
-            else:
-                node.meta[GEOMETRY] = BlockGeometry(int(meta.shape[-2]), int(meta.shape[-1]))
-        counts[domain] += 1
-    log.info("propagate_shapes: %d JPEG-domain node(s), %d spatial", counts["jpeg"], counts["spatial"])
-    return gm
+        if node.op == "placeholder" and not derived or any(a in derived for a in node.all_input_nodes):
+            derived.add(node)
+        geometry = image_geometry(node) if node in derived else None
+        node.meta[IMAGE] = geometry is not None
+        if geometry is not None:
+            node.meta[GEOMETRY] = geometry
+            images += 1
+    log.info("propagate_shapes: %d image-like value(s) among %d nodes", images, len(gm.graph.nodes))
+    return PassResult(gm, False)

@@ -1,0 +1,142 @@
+"""Self-check: the converted graph against the spatial graph it came from, on one random input.
+
+Two checks, so that a conversion that does not compute the model raises instead of returning:
+
+* **shapes** — every node's value has the shape its spatial twin (same node name) had when
+  ``propagate_shapes`` ran the spatial graph: ``(N, C, h, w)`` spatial values equal, JPEG-domain values
+  ``(N, C·64, ⌈h/8⌉, ⌈w/8⌉)`` with the same logical size ``(h, w)`` recorded for them;
+* **numbers** (exact modes only: exact ReLU and max-pool) — the outputs agree to the tolerance of
+  the dtype (:data:`TOLERANCE`); if not, both graphs are run again node by node and the error names
+  the first node whose value (decoded to pixels) diverges.
+
+Both graphs run in eval mode on a seeded normal input of batch 1; ``convert(self_check=False)``
+skips the pass. :func:`first_divergence` is shared with :func:`jpegfx.verify`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+import torch.fx as fx
+
+from jpegfx.errors import ConversionError
+from jpegfx.passes.context import DOMAIN, GEOMETRY, PassContext, PassResult
+from jpegfx.transforms import NCOEF, from_dct, to_dct
+
+log = logging.getLogger(__name__)
+
+TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-10}
+"""Relative output error (max |Δ| / max |reference|) accepted as float rounding, by dtype."""
+
+
+@dataclass(frozen=True)
+class Divergence:
+    node: str
+    target: str
+    rel_error: float
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30)) if b.numel() else 0.0
+
+
+def expected_shape(node: fx.Node, batch: int) -> tuple[int, ...] | None:
+    """The shape ``node``'s value must have in the converted graph, from its spatial ``tensor_meta``."""
+    meta = node.meta.get("tensor_meta")
+    shape = getattr(meta, "shape", None)
+    if shape is None:
+        return None
+    shape = (batch, *shape[1:]) if len(shape) == 4 else tuple(shape)
+    if node.meta.get(DOMAIN) == "jpeg" and GEOMETRY in node.meta:
+        g = node.meta[GEOMETRY]
+        return (batch, shape[1] * NCOEF, g.hb, g.wb) if (shape[2], shape[3]) == (g.h, g.w) else None
+    return shape
+
+
+class _Recorder(fx.Interpreter):
+    """Runs a graph node by node, keeping each tensor value when ``keep`` (JPEG-domain values decoded
+    to pixels when ``decode``) and checking each value's shape against the spatial twin when ``shapes``."""
+
+    def __init__(self, gm: fx.GraphModule, keep: bool, shapes: bool = False, decode: bool = True) -> None:
+        super().__init__(gm)
+        self.extra_traceback = False  # errors stay one line
+        self.keep, self.shapes, self.decode = keep, shapes, decode
+        self.values: dict[str, torch.Tensor] = {}
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if not isinstance(out, torch.Tensor):
+            return out
+        if self.shapes and n.op not in ("placeholder", "output"):
+            want = expected_shape(n, out.shape[0]) if out.dim() == 4 else None
+            if n.meta.get(DOMAIN) == "jpeg" and GEOMETRY in n.meta and want is None:
+                raise ConversionError(f"node {n.name}: JPEG-domain value of logical size "
+                                      f"{n.meta[GEOMETRY].h}x{n.meta[GEOMETRY].w} where the spatial model has "
+                                      f"shape {tuple(n.meta['tensor_meta'].shape)}", "check_equivalence")
+            if want is not None and tuple(out.shape) != want:
+                raise ConversionError(f"node {n.name} ({n.target}): shape {tuple(out.shape)} where the spatial "
+                                      f"model implies {want}", "check_equivalence")
+        if self.keep:
+            value = out.detach()
+            if self.decode and n.meta.get(DOMAIN) == "jpeg" and GEOMETRY in n.meta and value.dim() == 4:
+                g = n.meta[GEOMETRY]
+                value = from_dct(value, (g.h, g.w))
+            self.values[n.name] = value.clone()  # later in-place ops must not alter it
+        return out
+
+
+def first_divergence(reference: fx.GraphModule, network: fx.GraphModule, x: torch.Tensor,
+                     tolerance: float) -> Divergence | None:
+    """The first node of ``network`` (in graph order) whose value, decoded to pixels, differs from its
+    spatial twin in ``reference`` (same name) by more than ``tolerance``; ``x`` is the spatial input."""
+    spatial, jpeg = _Recorder(reference, keep=True, decode=False), _Recorder(network, keep=True)
+    with torch.no_grad():
+        spatial.run(x)
+        jpeg.run(to_dct(x))
+    for node in network.graph.nodes:
+        value, twin = jpeg.values.get(node.name), spatial.values.get(node.name)
+        if value is None or twin is None or value.shape != twin.shape:
+            continue
+        error = rel_error(value, twin)
+        if error > tolerance:
+            target = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", str(node.target))
+            return Divergence(node.name, target, error)
+    return None
+
+
+def check_equivalence(gm: fx.GraphModule, context: PassContext) -> PassResult:
+    if not context.options.self_check:
+        return PassResult(gm, False)
+    reference = context.reference
+    x = context.example_input(1, torch.Generator().manual_seed(0))
+    modes = {m: m.training for m in (*gm.modules(), *reference.modules())}
+    gm.eval()
+    reference.eval()
+    try:
+        with torch.no_grad():
+            expected = reference(x)
+            got = _Recorder(gm, keep=False, shapes=True).run(to_dct(x))
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    if not isinstance(got, torch.Tensor) or not isinstance(expected, torch.Tensor):
+        return PassResult(gm, False)  # several outputs: their shapes were checked node by node
+    if context.keep_jpeg_output and got.dim() == 4 and expected.dim() == 4 and got.shape != expected.shape:
+        got = from_dct(got, tuple(expected.shape[-2:]))  # the kept JPEG-domain output, as pixels
+    if got.shape != expected.shape:
+        raise ConversionError(f"output shape {tuple(got.shape)} differs from the spatial model's "
+                              f"{tuple(expected.shape)}", "check_equivalence")
+    options = context.options
+    if options.relu != "exact" or options.maxpool != "exact":
+        log.info("check_equivalence: shapes agree (approximate mode: values not compared)")
+        return PassResult(gm, False)
+    tolerance = TOLERANCE.get(x.dtype, TOLERANCE[torch.float32])
+    error = rel_error(got, expected)
+    if not error <= tolerance:  # also catches NaN
+        d = first_divergence(reference, gm, x, tolerance)
+        where = f"; first divergence at node {d.node} ({d.target}): rel {d.rel_error:.2e}" if d else ""
+        raise ConversionError(f"the converted model does not match the spatial model on a random input: "
+                              f"max rel error {error:.2e} > {tolerance:.0e}{where}", "check_equivalence")
+    log.info("check_equivalence: shapes agree, max rel output error %.2e (tolerance %.0e)", error, tolerance)
+    return PassResult(gm, False)
