@@ -93,6 +93,10 @@ def _build_relu(relu, geometry, options, name):
     return ops.JpegReLU(geometry, options.relu, options.frequencies, dtype=options.dtype)
 
 
+def _build_piecewise(module, geometry, options, name):
+    return ops.JpegPiecewiseLinear.from_spatial(module, geometry, options.relu, options.frequencies, options.dtype)
+
+
 def _build_maxpool(pool, geometry, options, name):
     frequencies = options.frequencies if options.maxpool != "exact" else MAX_FREQUENCIES
     return ops.JpegMaxPool2d.from_spatial(pool, geometry, options.maxpool, frequencies, options.dtype)
@@ -124,6 +128,12 @@ LOWERINGS: dict[type, Lowering] = {
                            "exact, eval and train (per-sample group statistics from DC and Parseval)", _always, _build_gn),
     nn.ReLU: Lowering("nn.ReLU / F.relu / torch.relu", "JpegReLU",
                       "exact, ASM(k) or APX(k) (paper §4.2)", _always, _build_relu),
+    nn.LeakyReLU: Lowering("nn.LeakyReLU / F.leaky_relu", "JpegPiecewiseLinear",
+                           "exact, ASM(k) or APX(k) like ReLU (the piece chosen on k frequencies)", _always,
+                           _build_piecewise),
+    nn.Hardtanh: Lowering("nn.Hardtanh / nn.ReLU6 / F.hardtanh / F.relu6", "JpegPiecewiseLinear",
+                          "exact, ASM(k) or APX(k) like ReLU (the piece chosen on k frequencies)", _always,
+                          _build_piecewise),
     nn.MaxPool2d: Lowering("nn.MaxPool2d / F.max_pool2d", "JpegMaxPool2d",
                            "exact, or ASM-style winner selection on k frequencies", _check_maxpool, _build_maxpool),
     nn.AvgPool2d: Lowering("nn.AvgPool2d", "JpegAvgPool2d", "exact", _always, _build_avgpool),
@@ -198,17 +208,15 @@ def _all_images(node: fx.Node) -> bool:
     return bool(tensors) and len(_images(node)) == len(tensors)
 
 
-ACTIVATION_MODULES = (nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.LeakyReLU, nn.ReLU6,
-                      nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.Softplus, nn.Hardtanh, nn.PReLU, nn.Softsign,
-                      nn.Tanhshrink)
+ACTIVATION_MODULES = (nn.SiLU, nn.GELU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.ELU, nn.SELU,
+                      nn.CELU, nn.Mish, nn.Softplus, nn.PReLU, nn.Softsign, nn.Tanhshrink)
 ACTIVATION_FUNCTIONS = (F.silu, F.gelu, torch.sigmoid, F.sigmoid, torch.tanh, F.tanh, F.hardswish, F.hardsigmoid,
-                        F.leaky_relu, F.relu6, F.elu, F.selu, F.celu, F.mish, F.softplus, F.hardtanh, torch.clamp,
-                        torch.clip, torch.nn.functional.prelu, F.softsign)
+                        F.elu, F.selu, F.celu, F.mish, F.softplus, torch.clamp, torch.clip, F.prelu, F.softsign)
 ACTIVATION_METHODS = ("sigmoid", "tanh", "clamp", "clip")
 
 PIXEL_OPS: tuple[PixelOp, ...] = (
-    PixelOp("elementwise activations", "SiLU, GELU, sigmoid, tanh, hardswish, hardsigmoid, LeakyReLU, ReLU6, ELU, "
-            "Mish, softplus, hardtanh, clamp, …: f of each pixel, exact on pixels",
+    PixelOp("elementwise activations", "SiLU, GELU, sigmoid, tanh, hardswish, hardsigmoid, ELU, Mish, softplus, "
+            "clamp, …: f of each pixel, exact on pixels",
             ACTIVATION_MODULES, ACTIVATION_FUNCTIONS, ACTIVATION_METHODS,
             lambda node: len(_images(node)) == 1),
     PixelOp("product / quotient of two images", "x * y, x / y of two images (the paper's harmonic mixing, eq. 17, "

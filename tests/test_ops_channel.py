@@ -97,3 +97,48 @@ def test_shape_queries_answer_for_the_spatial_value():
     x = T.to_dct(torch.zeros(2, 5, 13, 7))
     assert shape(x) == torch.Size((2, 5, 13, 7))
     assert [shape(x, d) for d in (0, 1, 2, 3, -1)] == [2, 5, 13, 7, 7]
+
+
+PIECEWISE = [(nn.LeakyReLU(0.1), "leaky"), (nn.ReLU6(), "relu6"), (nn.Hardtanh(-0.5, 0.75), "hardtanh")]
+
+
+@pytest.mark.parametrize("module,name", PIECEWISE, ids=[p[1] for p in PIECEWISE])
+@pytest.mark.parametrize("mode", ["exact", "asm", "apx"])
+@pytest.mark.parametrize("size", [(16, 16), (13, 7)], ids=["16x16", "13x7"])
+@pytest.mark.parametrize("domains", [("jpeg", "jpeg"), ("pixels", "pixels"), ("jpeg", "pixels")],
+                         ids=["jpeg", "pixels", "jpeg-to-pixels"])
+def test_piecewise_linear_activations_exact_at_k15(module, name, mode, size, domains, dtype):
+    """Exact in every mode at k = 15 (all frequencies), in every domain pair, padding kept zero."""
+    from jpegfx.ops import JpegPiecewiseLinear
+
+    x = _x((2, 3, *size), dtype) * 4
+    op = JpegPiecewiseLinear.from_spatial(module, BlockGeometry(*size), mode, 15, dtype)
+    op.set_domains(*domains)
+    y = op(T.to_dct(x) if domains[0] == "jpeg" else x)
+    if domains[1] == "jpeg":
+        assert _padding_is_zero(y, BlockGeometry(*size))
+        y = T.from_dct(y, size)
+    assert_close_rel(y, module(x))
+
+
+@pytest.mark.parametrize("module,name", PIECEWISE, ids=[p[1] for p in PIECEWISE])
+def test_piecewise_linear_asm_beats_apx_and_takes_its_values_from_the_exact_pixels(module, name):
+    """At k < 15, ASM's output is, pixel by pixel, one of the pieces applied to the exact value. For
+    LeakyReLU and ReLU6 it is closer to f than APX (f of the approximation), as for ReLU (paper
+    Fig. 4a); for a narrow clamp (hardtanh on [−0.5, 0.75] of values with std 4) it is not: a pixel
+    whose approximation falls inside the range keeps its exact, possibly far-out, value."""
+    from jpegfx.ops import JpegPiecewiseLinear
+
+    x = _x((4, 3, 32, 32), torch.float64) * 4
+    g = BlockGeometry(32, 32)
+    errors = {}
+    for mode in ("asm", "apx"):
+        y = T.from_dct(JpegPiecewiseLinear.from_spatial(module, g, mode, 4, torch.float64)(T.to_dct(x)), (32, 32))
+        errors[mode] = float((y - module(x)).pow(2).mean().sqrt())
+        if mode == "asm":
+            op = JpegPiecewiseLinear.from_spatial(module, g)
+            candidates = torch.stack([x, x * op.slope, torch.full_like(x, op.low), torch.full_like(x, op.high)])
+            assert ((candidates - y).abs().min(dim=0).values <= 1e-9 * x.abs().max()).all()
+    assert errors["asm"] > 0 and errors["apx"] > 0
+    if name != "hardtanh":
+        assert errors["asm"] < errors["apx"], errors

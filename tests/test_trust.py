@@ -385,3 +385,32 @@ def test_models_with_pixel_ops_export_to_onnx_and_match(net, tmp_path):
         want = jpeg_model(batch).numpy()
     assert got.shape == want.shape
     assert np.abs(got - want).max() <= RTOL[torch.float32] * np.abs(want).max()
+
+
+class PiecewiseActs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.act1 = nn.LeakyReLU(0.2)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.act2 = nn.ReLU6()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = self.act2(self.conv2(self.act1(self.conv1(x))))
+        x = F.hardtanh(x, -0.5, 2.0) + F.leaky_relu(x, 0.3)
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("relu", ["exact", "asm", "apx"])
+def test_piecewise_linear_activations_follow_the_relu_mode(relu, dtype):
+    model = _seeded(PiecewiseActs(), dtype)
+    jpeg_model = jpegfx.convert(model, (15, 17), relu=relu, frequencies=6)
+    acts = [m for m in jpeg_model.network.modules() if isinstance(m, ops.JpegPiecewiseLinear)]
+    assert len(acts) == 4 and all(a.mode == relu for a in acts)
+    if relu == "exact":
+        _assert_exact(model, jpeg_model, (15, 17))
+    else:  # approximate: measured, not hidden
+        x = torch.randn(2, 3, 15, 17, dtype=dtype, generator=torch.Generator().manual_seed(4))
+        report = jpegfx.verify(model, jpeg_model, x)
+        assert 0 < report.max_rel_error < 1 and report.first_divergence is not None

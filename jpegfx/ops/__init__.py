@@ -4,6 +4,7 @@ All take and return JPEG-domain tensors ``(N, C·64, Hb, Wb)`` (see :mod:`jpegfx
 :class:`JpegAdaptiveAvgPool2d` and :class:`JpegToSpatial`, which end the JPEG domain.
 """
 from jpegfx.ops.base import JpegModule, PaddingMask, to_jpeg, to_spatial
+from jpegfx.ops.activation import JpegPiecewiseLinear
 from jpegfx.ops.batchnorm import JpegBatchNorm2d
 from jpegfx.ops.channel import JpegScale, JpegShape
 from jpegfx.ops.groupnorm import JpegGroupNorm
@@ -36,6 +37,7 @@ __all__ = [
     "JpegBatchNorm2d",
     "JpegConv2d",
     "JpegMaxPool2d",
+    "JpegPiecewiseLinear",
     "JpegFromPixels",
     "JpegGroupNorm",
     "JpegModule",

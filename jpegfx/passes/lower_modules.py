@@ -46,7 +46,7 @@ def _detail(module: nn.Module) -> tuple[str, int]:
     if isinstance(module, ops.JpegConv2d):
         n_bytes = module.xi.numel() * module.xi.element_size() if module.lowering == "fused" else 0
         return module.lowering, n_bytes
-    if isinstance(module, (ops.JpegReLU, ops.JpegMaxPool2d)):
+    if isinstance(module, (ops.JpegReLU, ops.JpegMaxPool2d, ops.JpegPiecewiseLinear)):
         return (module.mode if module.mode == "exact" else f"{module.mode}(k={module.frequencies})"), 0
     return "exact", 0
 

@@ -2,7 +2,8 @@
 
 ``F.relu``, ``torch.relu``, ``Tensor.relu`` (and in-place variants) → ``nn.ReLU``;
 ``torch.add``, ``Tensor.add``, ``+=`` → ``operator.add``; ``F.max_pool2d`` → ``nn.MaxPool2d``;
-``F.avg_pool2d`` → ``nn.AvgPool2d``; ``F.adaptive_avg_pool2d`` → ``nn.AdaptiveAvgPool2d``.
+``F.avg_pool2d`` → ``nn.AvgPool2d``; ``F.adaptive_avg_pool2d`` → ``nn.AdaptiveAvgPool2d``;
+``F.leaky_relu``, ``F.relu6``, ``F.hardtanh`` → ``nn.LeakyReLU``, ``nn.ReLU6``, ``nn.Hardtanh``.
 
 In eval mode, functional layers with constant parameters (``get_attr`` nodes: the model's own
 parameters, or values ``fold_constants`` computed once) become modules holding those parameters: ``F.conv2d`` →
@@ -55,6 +56,23 @@ def _pool_module(node: fx.Node) -> nn.Module | None:
         return cls(**values)
     except TypeError:
         return None
+
+
+PIECEWISE_FUNCTIONS = {  # function → (module class, argument names in call order, defaults)
+    F.leaky_relu: (nn.LeakyReLU, ["input", "negative_slope", "inplace"], {"negative_slope": 0.01}),
+    F.relu6: (nn.ReLU6, ["input", "inplace"], {}),
+    F.hardtanh: (nn.Hardtanh, ["input", "min_val", "max_val", "inplace"], {"min_val": -1.0, "max_val": 1.0}),
+}
+
+
+def _piecewise_module(node: fx.Node) -> nn.Module | None:
+    cls, names, defaults = PIECEWISE_FUNCTIONS[node.target]
+    values = {**defaults, **dict(zip(names, node.args)), **node.kwargs}
+    values.pop("inplace", None)  # functionalize_inplace made the call out of place
+    arguments = {k: v for k, v in values.items() if k != "input"}
+    if values.keys() - set(names) or any(isinstance(v, fx.Node) for v in arguments.values()):
+        return None
+    return cls(**arguments)
 
 
 def _constants(gm: fx.GraphModule, node: fx.Node, names: list[str], defaults: dict) -> dict | None:
@@ -132,6 +150,11 @@ def normalize_functions(gm: fx.GraphModule, context: PassContext) -> PassResult:
                     changed += 1
         elif node.op == "call_function" and node.target in POOL_FUNCTIONS:
             module = _pool_module(node)
+            if module is not None:
+                _as_module(gm, node, module, node.args[0] if node.args else node.kwargs["input"])
+                changed += 1
+        elif node.op == "call_function" and node.target in PIECEWISE_FUNCTIONS:
+            module = _piecewise_module(node)
             if module is not None:
                 _as_module(gm, node, module, node.args[0] if node.args else node.kwargs["input"])
                 changed += 1
