@@ -414,3 +414,14 @@ def test_piecewise_linear_activations_follow_the_relu_mode(relu, dtype):
         x = torch.randn(2, 3, 15, 17, dtype=dtype, generator=torch.Generator().manual_seed(4))
         report = jpegfx.verify(model, jpeg_model, x)
         assert 0 < report.max_rel_error < 1 and report.first_divergence is not None
+
+
+def test_a_one_by_one_feature_map_stays_an_image():
+    """ResNet-18 at 32×32: layer4 works on 1×1 feature maps (its convolutions, BN and ReLU are
+    lowered like any other); only the global pool makes a per-channel vector."""
+    model = _seeded(models.create_model("resnet18", num_classes=10), torch.float64)
+    jpeg_model = jpegfx.convert(model, 32)
+    layer4 = [r for r in jpeg_model.records if r.node.startswith("layer4")]
+    assert layer4 and all(r.jpeg != "(on pixels)" for r in layer4)
+    assert {(r.out_geometry.h, r.out_geometry.w) for r in layer4} == {(1, 1)}
+    _assert_exact(model, jpeg_model, (32, 32))

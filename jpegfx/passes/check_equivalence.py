@@ -9,8 +9,9 @@ Two checks, so that a conversion that does not compute the model raises instead 
   (:data:`TOLERANCE`); if not, both graphs are run again node by node and the error names the first
   node whose value (decoded to pixels) diverges.
 
-Both graphs run as eval-mode float64 copies (the same weights in both; the converted graph's maps
-re-rounded from their float64 masters) on a seeded normal input of batch 1. Float64 makes the check
+Both graphs run in eval mode and float64 (the same weights in both; the converted graph's maps
+re-rounded from their float64 masters, on a copy unless the model is float64) on a seeded normal
+input of batch 1; approximate modes check shapes only, in the model's dtype. Float64 makes the check
 a test of the conversion alone: a deep network with random weights can amplify float32 rounding past
 any fixed float32 tolerance in the spatial model itself (measured: 2e-5 to 0.2 between the float32
 and float64 runs of timm's deepest ResNets), while a wrong conversion is off by far more than float64
@@ -111,20 +112,30 @@ def first_divergence(reference: fx.GraphModule, network: fx.GraphModule, x: torc
     return None
 
 
-def _float64_copies(reference: fx.GraphModule, gm: fx.GraphModule) -> tuple[fx.GraphModule, fx.GraphModule]:
-    """Eval-mode float64 copies of both graphs: the same (float32-valued) weights in both, and the
-    converted graph's maps re-rounded from their float64 masters."""
-    return copy.deepcopy(reference).double().eval(), copy.deepcopy(gm).double().eval()
-
-
 def check_equivalence(gm: fx.GraphModule, context: PassContext) -> PassResult:
     if not context.options.self_check:
         return PassResult(gm, False)
-    reference, network = _float64_copies(context.reference, gm)
-    x = context.example_input(1, torch.Generator().manual_seed(0)).double()
-    with torch.no_grad():
-        expected = reference(x)
-        got = _Recorder(network, keep=False, shapes=True).run(to_dct(x))
+    options = context.options
+    exact = options.relu == "exact" and options.maxpool == "exact"
+    # float64: the private reference in place; the converted graph in place when already float64,
+    # else as a copy (its maps re-rounded from their float64 masters). Approximate modes compare
+    # shapes only, in the model's own dtype.
+    dtype = torch.float64 if exact else options.dtype
+    reference = context.reference.to(dtype).eval()
+    network = copy.deepcopy(gm).double() if exact and options.dtype != torch.float64 else gm
+    modes = {m: m.training for m in network.modules()}
+    network.eval()
+    x = context.example_input(1, torch.Generator().manual_seed(0)).to(dtype)
+    try:
+        with torch.no_grad():
+            expected = reference(x) if exact else None
+            got = _Recorder(network, keep=False, shapes=True).run(to_dct(x))
+    finally:
+        for module, training in modes.items():
+            module.training = training
+    if not exact:
+        log.info("check_equivalence: shapes agree (approximate mode: values not compared)")
+        return PassResult(gm, False)
     if not isinstance(got, torch.Tensor) or not isinstance(expected, torch.Tensor):
         return PassResult(gm, False)  # several outputs: their shapes were checked node by node
     if context.keep_jpeg_output and got.dim() == 4 and expected.dim() == 4 and got.shape != expected.shape:
@@ -132,14 +143,10 @@ def check_equivalence(gm: fx.GraphModule, context: PassContext) -> PassResult:
     if got.shape != expected.shape:
         raise ConversionError(f"output shape {tuple(got.shape)} differs from the spatial model's "
                               f"{tuple(expected.shape)}", "check_equivalence")
-    options = context.options
-    if options.relu != "exact" or options.maxpool != "exact":
-        log.info("check_equivalence: shapes agree (approximate mode: values not compared)")
-        return PassResult(gm, False)
     tolerance = TOLERANCE[torch.float64]
     error = rel_error(got, expected)
     if not error <= tolerance:  # also catches NaN
-        d = first_divergence(reference, network, x, tolerance)
+        d = first_divergence(reference, network.eval(), x, tolerance)
         where = f"; first divergence at node {d.node} ({d.target}): rel {d.rel_error:.2e}" if d else ""
         raise ConversionError(f"the converted model does not compute the spatial model: max rel error "
                               f"{error:.2e} > {tolerance:.0e} in float64 on a random input{where}", "check_equivalence")

@@ -2,7 +2,8 @@
 values, their logical size, in ``node.meta``.
 
 A value is *image-like* (``node.meta[IMAGE]``) when it is computed from the model's input and is a
-4-D tensor ``(N, C, h, w)`` with ``h · w > 1``: such a value can live in the JPEG domain as
+4-D tensor ``(N, C, h, w)`` — with ``h · w > 1``, or 1×1 made from an image by an op that does not
+pool over the plane (:func:`reduces_plane`): such a value can live in the JPEG domain as
 ``(N, C·64, ⌈h/8⌉, ⌈w/8⌉)``, and its :class:`~jpegfx.transforms.BlockGeometry` is recorded
 (``node.meta[GEOMETRY]``). Global-pooled vectors ``(N, C, 1, 1)``, flattened features and shape
 arithmetic are not image-like: they stay as they are.
@@ -13,6 +14,7 @@ import logging
 
 import torch
 import torch.fx as fx
+from torch import nn
 from torch.fx.node import map_aggregate
 from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
@@ -52,11 +54,33 @@ class _ShapeProp(fx.Interpreter):
         return result
 
 
-def image_geometry(node: fx.Node) -> BlockGeometry | None:
-    """The logical size of an image-like value (see the module docstring), else ``None``."""
+PLANE_REDUCTIONS = {"mean", "sum", "amax", "amin", "max", "min", "std", "var", "logsumexp"}
+PLANE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def reduces_plane(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """Whether ``node`` pools an image over its plane (global pooling, ``x.mean((2, 3))``, …): its
+    1×1 result is a per-channel vector, not a 1×1 image."""
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), PLANE_POOLS)
+    name = node.target if node.op == "call_method" else getattr(node.target, "__name__", "")
+    if node.op == "call_function" and name in ("adaptive_avg_pool2d", "adaptive_max_pool2d"):
+        return True
+    if name not in PLANE_REDUCTIONS or node.op not in ("call_method", "call_function"):
+        return False
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    return isinstance(dims, (tuple, list)) and {d % 4 for d in dims if isinstance(d, int)} >= {2, 3}
+
+
+def image_geometry(gm: fx.GraphModule, node: fx.Node, from_image: bool) -> BlockGeometry | None:
+    """The logical size of an image-like value (see the module docstring), else ``None``. A 1×1 value
+    is an image when an op that does not pool over the plane makes it from an image (a 3×3 stride-2
+    conv of a 2×2 image); global pooling makes a per-channel vector."""
     meta = node.meta.get("tensor_meta")
     shape = getattr(meta, "shape", None)
-    if shape is None or len(shape) != 4 or not meta.dtype.is_floating_point or tuple(shape[-2:]) == (1, 1):
+    if shape is None or len(shape) != 4 or not meta.dtype.is_floating_point:
+        return None
+    if tuple(shape[-2:]) == (1, 1) and (not from_image or reduces_plane(gm, node)):
         return None
     return BlockGeometry(int(shape[-2]), int(shape[-1]))
 
@@ -78,7 +102,8 @@ def propagate_shapes(gm: fx.GraphModule, context: PassContext) -> PassResult:
     for node in gm.graph.nodes:
         if node.op == "placeholder" and not derived or any(a in derived for a in node.all_input_nodes):
             derived.add(node)
-        geometry = image_geometry(node) if node in derived else None
+        from_image = any(a.meta.get(IMAGE, False) for a in node.all_input_nodes)
+        geometry = image_geometry(gm, node, from_image) if node in derived else None
         node.meta[IMAGE] = geometry is not None
         if geometry is not None:
             node.meta[GEOMETRY] = geometry
