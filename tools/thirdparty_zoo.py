@@ -230,11 +230,24 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def onnx_size(jpeg_model: nn.Module) -> float:
-    """Size in MiB of ``jpeg_model`` exported with :func:`jpegfx.export_onnx` to a temporary file."""
+def onnx_size(jpeg_model: nn.Module, batch: JpegBatch) -> float:
+    """Size in MiB of ``jpeg_model`` exported with :func:`jpegfx.export_onnx` to a temporary file;
+    raises unless onnxruntime's logits on ``batch`` equal the torch model's (max relative 1e-5)."""
+    import onnxruntime as ort
+
+    from jpegfx.ops.input import batch_tensors
+
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         jpegfx.export_onnx(jpeg_model.eval(), path)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        feed = dict(zip([i.name for i in session.get_inputs()], (t.numpy() for t in batch_tensors(batch))))
+        got = torch.from_numpy(session.run(None, feed)[0])
+        with torch.no_grad():
+            want = jpeg_model(batch)
+        error = float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
+        if not error <= TOLERANCE:
+            raise ValueError(f"onnxruntime differs from torch by {error:.1e}")
         return path.stat().st_size / 2**20
 
 
@@ -307,7 +320,7 @@ def survey_one(name: str, model: nn.Module, size: tuple[int, int], images: list[
         row.divergence = f"{d.node} ({d.target}): rel {d.rel_error:.2e}"
     if args.onnx:
         try:
-            row.onnx_mib = onnx_size(jpeg_model)
+            row.onnx_mib = onnx_size(jpeg_model, batch)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             row.onnx_error = f"{type(exc).__name__}: {exc}"
     del jpeg_model  # before the float64 copies
