@@ -51,7 +51,8 @@ def trace_model(model: nn.Module, context: PassContext) -> fx.GraphModule:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConversionError(
             f"the model is not symbolically traceable ({type(e).__name__}: {first}); jpegfx needs a forward "
-            "without data-dependent Python control flow (if/for on tensor values)",
+            "that torch.fx can trace: no data-dependent Python control flow (if/for on tensor values), no item "
+            "assignment into tensors",
             "trace_model",
         ) from e
     gm = fx.GraphModule(model, graph, type(model).__name__)
