@@ -1,7 +1,7 @@
 """Rewrite functional forms into the module / operator forms the lowering registry knows.
 
-``F.relu``, ``torch.relu``, ``Tensor.relu`` (and in-place variants) → ``nn.ReLU``;
-``torch.add``, ``Tensor.add``, ``+=`` → ``operator.add``; ``F.max_pool2d`` → ``nn.MaxPool2d``;
+``F.relu``, ``torch.relu``, ``Tensor.relu`` → ``nn.ReLU`` (in-place forms were made out of place before);
+``torch.add``, ``Tensor.add`` → ``operator.add``; ``F.max_pool2d`` → ``nn.MaxPool2d``;
 ``F.avg_pool2d`` → ``nn.AvgPool2d``; ``F.adaptive_avg_pool2d`` → ``nn.AdaptiveAvgPool2d``;
 ``F.leaky_relu``, ``F.relu6``, ``F.hardtanh`` → ``nn.LeakyReLU``, ``nn.ReLU6``, ``nn.Hardtanh``.
 
@@ -25,10 +25,12 @@ from jpegfx.passes.context import PassContext, PassResult, add_module
 
 log = logging.getLogger(__name__)
 
-RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, F.relu_}
-RELU_METHODS = {"relu", "relu_"}
-ADD_FUNCTIONS = {operator.add, operator.iadd, torch.add}
-ADD_METHODS = {"add", "add_", "__iadd__", "__add__"}
+# Out-of-place forms only: functionalize_inplace has already rewritten every in-place op (relu_, +=, add_),
+# so a mutation is never turned into a new value here.
+RELU_FUNCTIONS = {F.relu, torch.relu}
+RELU_METHODS = {"relu"}
+ADD_FUNCTIONS = {operator.add, torch.add}
+ADD_METHODS = {"add", "__add__"}
 
 # functional pooling → (module class, the module's constructor argument names in call order)
 POOL_FUNCTIONS = {
