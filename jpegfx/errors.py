@@ -1,9 +1,30 @@
-"""Typed errors of jpegfx. Every message is one line per problem and says what to do."""
+"""Typed errors of jpegfx. Every message is one line per problem and says what to do.
+
+Everything jpegfx raises for bad *input* (a file, a model, weights, options) is a
+:class:`JpegfxError`; the command line catches exactly these and prints one line (exit 2). Any other
+exception is a bug in jpegfx and keeps its traceback. Errors about values also derive from
+``ValueError`` so that ``except ValueError`` in older callers keeps working.
+"""
 from __future__ import annotations
 
 
 class JpegfxError(Exception):
     """Base class of all jpegfx errors."""
+
+
+class JpegError(JpegfxError, ValueError):
+    """A JPEG that cannot be read into a :class:`~jpegfx.jpeg.JpegBatch`; the message is one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class MapBudgetError(JpegfxError, ValueError):
+    """A fused map would exceed the memory budget."""
+
+
+class UsageError(JpegfxError, ValueError):
+    """Bad options or arguments (command line or API), or a file that is not what it should be."""
 
 
 class ConversionError(JpegfxError):

@@ -74,6 +74,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .errors import JpegError
 from .transforms import BLOCK, NCOEF, from_dct, to_dct
 
 log = logging.getLogger(__name__)
@@ -112,13 +113,6 @@ _RATIO_NAMES = {
     (1, 4): "4:1:1",
     (2, 4): "4:1:0",
 }
-
-
-class JpegError(ValueError):
-    """A JPEG that cannot be read into a :class:`JpegBatch`; the message is a single line."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
 
 
 # ============================================================================================

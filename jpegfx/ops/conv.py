@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jpegfx.errors import MapBudgetError
 from jpegfx import transforms as T
 from jpegfx.ops.base import (
     ANY_DOMAIN,
@@ -54,10 +55,6 @@ from jpegfx.transforms import BLOCK, NCOEF, BlockGeometry
 LOWERINGS = ("fused", "factored", "pointwise")
 DEFAULT_MAP_BUDGET = 1 << 30
 """Default limit on the bytes of one fused map (1 GiB)."""
-
-
-class MapBudgetError(ValueError):
-    """A fused map would exceed the memory budget."""
 
 
 @dataclass(frozen=True)
