@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TP_VENV := .venv-thirdparty
 TP_BIN := $(TP_VENV)/bin
 
-$(BIN)/jpegfx: pyproject.toml constraints.txt
+$(BIN)/jpegfx: pyproject.toml constraints.txt setup.py jpegfx/_jpegread.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch==2.13.0
@@ -16,7 +16,7 @@ $(BIN)/jpegfx: pyproject.toml constraints.txt
 
 # torch, torchvision and timm take their versions from constraints-thirdparty.txt (the one place
 # they are pinned); torch 2.14.1 + torchvision 0.29.1 is a CUDA build (~5.5 GB) that runs on CPU.
-$(TP_BIN)/jpegfx: pyproject.toml constraints-thirdparty.txt
+$(TP_BIN)/jpegfx: pyproject.toml constraints-thirdparty.txt setup.py jpegfx/_jpegread.c
 	$(PYTHON) -m venv $(TP_VENV)
 	$(TP_BIN)/python -m pip install -q --upgrade pip
 	$(TP_BIN)/python -m pip install -q -c constraints-thirdparty.txt torch torchvision timm

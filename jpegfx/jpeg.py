@@ -14,24 +14,10 @@ What this module stores (conventions of :mod:`jpegfx.transforms`)
 
 Reading (:func:`read_jpeg`)
 ---------------------------
-The header is parsed here (marker walk, no entropy decoding) to refuse what the rest of the
-package cannot represent *before* libjpeg runs: not a JPEG, truncated (no EOI after the scans),
-lossless (SOF3/SOF11), hierarchical (SOF5–7, SOF13–15, DHP), precision other than 8 bits, CMYK/YCCK
-(4 components), RGB colour space (Adobe transform 0, or component ids 'R','G','B' without JFIF: the
-package's models expect YCbCr), DNL-defined heights, zero-size images, images above ``max_pixels``
-(decompression-bomb guard), fractional sampling ratios, quantisation tables redefined between scans
-and more than 48 APPn/COM segments (jpeglib's fixed marker arrays would overflow). Entropy decoding
-is done by libjpeg-turbo through ``jpeglib`` (build ``turbo210`` when present, which also decodes
-arithmetic-coded files), in one pass through jpeglib's C entry points with the header validated by
-libjpeg first (see :func:`_fast_lib`); ``jpeglib.read_dct`` is the fallback. libjpeg always reads a
-private temporary copy of the bytes that were parsed here.
-libjpeg reports corrupt data as *warnings* on stderr and fills the rest with zeros; the warnings are
-captured (file descriptor 2 is redirected for the duration of the call) and data-integrity warnings
-("Corrupt JPEG data…", "Premature end of JPEG file", bad progression) become :class:`JpegError`.
-libjpeg prints only the *first* warning of a decode; if that one is benign (unknown JFIF revision,
-unknown Adobe transform, bad ICC marker) a later corruption warning is not seen — the marker walk
-still catches truncation. Calls into libjpeg are serialised by a process-wide lock (use processes,
-e.g. DataLoader workers, for parallel reading).
+:func:`jpegfx.reader.read_coefficients` (libjpeg-turbo's ``jpeg_read_coefficients`` through a thin C
+binding; every libjpeg warning is an error unless ``tolerant``; pixel, memory and scan limits from
+the header; thread- and fork-safe) wrapped into a :class:`JpegBatch` without a copy. The reader's
+module docstring lists what is refused and why.
 
 Reference decode (:func:`decode`)
 ---------------------------------
@@ -57,24 +43,17 @@ its integer DCT output; ties do not occur in float). IJG quality scaling of the 
 """
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import functools
-import io
 import logging
-import os
-import sys
-import tempfile
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import reader
 from .errors import JpegError
+from .reader import Source
 from .transforms import BLOCK, NCOEF, from_dct, to_dct
 
 log = logging.getLogger(__name__)
@@ -84,6 +63,7 @@ __all__ = [
     "Component",
     "JpegBatch",
     "read_jpeg",
+    "from_coefficients",
     "stack",
     "encode",
     "decode",
@@ -94,8 +74,6 @@ __all__ = [
     "SUBSAMPLINGS",
 ]
 
-Source = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
-
 SUBSAMPLINGS: dict[str, tuple[int, int]] = {
     "4:4:4": (1, 1),
     "4:2:2": (1, 2),
@@ -103,17 +81,6 @@ SUBSAMPLINGS: dict[str, tuple[int, int]] = {
     "4:4:0": (2, 1),
 }
 """Encoder subsampling names → luma sampling factors ``(vertical, horizontal)`` (chroma is 1×1)."""
-
-# Chroma ratios (v_max / v_c, h_max / h_c) → conventional J:a:b names (luma at the maximum).
-_RATIO_NAMES = {
-    (1, 1): "4:4:4",
-    (1, 2): "4:2:2",
-    (2, 2): "4:2:0",
-    (2, 1): "4:4:0",
-    (1, 4): "4:1:1",
-    (2, 4): "4:1:0",
-}
-
 
 # ============================================================================================
 # Data contract
@@ -181,15 +148,7 @@ class JpegBatch:
     def subsampling(self) -> str:
         """"4:4:4", "4:2:2", "4:2:0", "4:4:0", "4:1:1", "4:1:0"; "4:0:0" for gray; otherwise the
         raw factors as "h{h}v{v}/…" per component (e.g. "h1v1/h2v2/h2v2")."""
-        if self.color_space == "gray":
-            return "4:0:0"
-        vmax, hmax = self.max_sampling
-        y, cb, cr = (c.sampling for c in self.components)
-        if y == (vmax, hmax) and cb == cr and vmax % cb[0] == 0 and hmax % cb[1] == 0:
-            name = _RATIO_NAMES.get((vmax // cb[0], hmax // cb[1]))
-            if name is not None:
-                return name
-        return "/".join(f"h{h}v{v}" for v, h in (c.sampling for c in self.components))
+        return reader.subsampling_name(self.color_space, tuple(c.sampling for c in self.components))
 
 
 # ============================================================================================
@@ -260,468 +219,42 @@ def standard_qtables(quality: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ============================================================================================
-# Header parsing (marker walk; no entropy decoding)
+# Reading (jpegfx.reader: libjpeg-turbo's coefficient API, numpy only)
 # ============================================================================================
-_SOF_LOSSLESS = {0xC3: 3, 0xCB: 11}
-_SOF_HIERARCHICAL = {0xC5: 5, 0xC6: 6, 0xC7: 7, 0xCD: 13, 0xCE: 14, 0xCF: 15}
-_SOF_SUPPORTED = {0xC0: 0, 0xC1: 1, 0xC2: 2, 0xC9: 9, 0xCA: 10}
-# jpeglib keeps APPn/COM segments in fixed arrays of 50 entries (MAX_MARKER) and overruns them
-# beyond that; refuse such files before jpeglib sees them.
-_MAX_APP_SEGMENTS = 48
-
-
-@dataclass(frozen=True)
-class _Header:
-    height: int
-    width: int
-    components: tuple[tuple[int, int, int, int], ...]  # (id, v, h, table slot)
-    color_space: str  # "gray" | "ycbcr"
-    sof: int  # SOF number n of SOFn
-    num_scans: int
-    marker_bytes: int  # total payload of APPn/COM segments (what jpeglib's marker reader copies)
-
-    @property
-    def arithmetic(self) -> bool:
-        return self.sof in (9, 10)
-
-    @property
-    def max_sampling(self) -> tuple[int, int]:
-        return (max(c[1] for c in self.components), max(c[2] for c in self.components))
-
-    def component_size(self, i: int) -> tuple[int, int]:
-        vmax, hmax = self.max_sampling
-        _, v, h, _ = self.components[i]
-        return (-(-self.height * v // vmax), -(-self.width * h // hmax))
-
-
-def _parse_header(data: bytes, max_pixels: int) -> _Header:
-    n = len(data)
-    if n == 0:
-        raise JpegError("empty input: not a JPEG file")
-    if n < 2 or data[0] != 0xFF or data[1] != 0xD8:
-        raise JpegError("not a JPEG file (no SOI marker FF D8 at the start)")
-    pos = 2
-    frame = None  # (precision, height, width, components)
-    sof = -1
-    jfif = False
-    adobe_transform = None
-    tables: dict[int, bytes] = {}
-    redefined: set[int] = set()
-    scans = 0
-    app_count = app_bytes = 0
-    while True:
-        if pos >= n:
-            raise JpegError("truncated JPEG: data ends before the EOI marker")
-        if data[pos] != 0xFF:
-            raise JpegError(f"corrupt JPEG: expected a marker at byte {pos}, found 0x{data[pos]:02X}")
-        while pos < n and data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        if pos >= n:
-            raise JpegError("truncated JPEG: data ends inside a marker")
-        code = data[pos]
-        pos += 1
-        if code == 0xD9:  # EOI
-            break
-        if 0xD0 <= code <= 0xD7 or code == 0x01:  # standalone markers (RSTn, TEM)
-            continue
-        if code in (0xD8, 0x00) or 0x02 <= code <= 0xBF or code == 0xC8:  # SOI again, reserved
-            raise JpegError(f"corrupt JPEG: invalid marker 0xFF{code:02X} at byte {pos - 2}")
-        if pos + 2 > n:
-            raise JpegError("truncated JPEG: data ends inside a marker segment")
-        length = (data[pos] << 8) | data[pos + 1]
-        if length < 2:
-            raise JpegError(f"corrupt JPEG: marker 0xFF{code:02X} has invalid length {length}")
-        if pos + length > n:
-            raise JpegError(
-                f"truncated or corrupt JPEG: marker 0xFF{code:02X} segment (length {length}) overruns the data"
-            )
-        seg = data[pos + 2 : pos + length]
-        pos += length
-
-        if 0xE0 <= code <= 0xEF or code == 0xFE:
-            app_count += 1
-            app_bytes += length - 2
-            if app_count > _MAX_APP_SEGMENTS:
-                raise JpegError(f"JPEG with more than {_MAX_APP_SEGMENTS} APPn/COM segments is not supported")
-        if code in _SOF_LOSSLESS:
-            raise JpegError(f"lossless JPEG (SOF{_SOF_LOSSLESS[code]}) is not supported")
-        if code in _SOF_HIERARCHICAL:
-            raise JpegError(f"hierarchical JPEG (SOF{_SOF_HIERARCHICAL[code]}) is not supported")
-        if code == 0xDE:
-            raise JpegError("hierarchical JPEG (DHP marker) is not supported")
-        if code == 0xDC:
-            raise JpegError("JPEG with a DNL marker (height defined after the scan) is not supported")
-        if code in _SOF_SUPPORTED:
-            if frame is not None:
-                raise JpegError("corrupt JPEG: more than one SOF marker")
-            sof = _SOF_SUPPORTED[code]
-            frame = _parse_sof(seg, max_pixels)
-        elif code == 0xDB:
-            _parse_dqt(seg, tables, redefined if scans else None)
-        elif code == 0xE0 and len(seg) >= 14 and seg[:5] == b"JFIF\x00":
-            jfif = True
-        elif code == 0xEE and len(seg) >= 12 and seg[:5] == b"Adobe":
-            adobe_transform = seg[11]
-        elif code == 0xDA:  # SOS: skip the entropy-coded segment up to the next real marker
-            if frame is None:
-                raise JpegError("corrupt JPEG: scan (SOS) before the frame header (SOF)")
-            scans += 1
-            pos = _skip_entropy_coded(data, pos)
-    if frame is None:
-        raise JpegError("corrupt JPEG: no frame header (SOF marker)")
-    if scans == 0:
-        raise JpegError("corrupt JPEG: no image data (no SOS marker)")
-    _precision, height, width, comps = frame
-    for cid, _v, _h, slot in comps:
-        if slot not in tables:
-            raise JpegError(f"corrupt JPEG: quantisation table {slot} (component {cid}) is not defined")
-        if slot in redefined:
-            raise JpegError(f"quantisation table {slot} is redefined between scans: not supported")
-    if len(comps) == 1:
-        color_space = "gray"
-    elif len(comps) == 3:
-        color_space = _color_space(comps, jfif, adobe_transform)
-    elif len(comps) == 4:
-        raise JpegError("CMYK/YCCK JPEG (4 components) is not supported")
-    else:
-        raise JpegError(f"JPEG with {len(comps)} components is not supported (only 1 or 3)")
-    vmax, hmax = max(c[1] for c in comps), max(c[2] for c in comps)
-    for cid, v, h, _slot in comps:
-        if vmax % v or hmax % h:
-            raise JpegError(
-                f"fractional sampling ratio (component {cid}: {h}x{v} of {hmax}x{vmax}) is not supported"
-            )
-    return _Header(height, width, comps, color_space, sof, scans, app_bytes)
-
-
-def _skip_entropy_coded(data: bytes, pos: int) -> int:
-    """Offset of the first marker after the entropy-coded data starting at ``pos``: a 0xFF that is
-    not a stuffed zero (FF 00), a restart marker (FF D0-D7) or a fill byte."""
-    find, n = data.find, len(data)
-    while True:
-        i = find(b"\xff", pos)
-        if i < 0 or i + 1 >= n:
-            raise JpegError("truncated JPEG: data ends inside the scan (no EOI marker)")
-        nxt = data[i + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-            pos = i + 2
-        elif nxt == 0xFF:
-            pos = i + 1
-        else:
-            return i
-
-
-def _parse_sof(seg: bytes, max_pixels: int) -> tuple[int, int, int, tuple[tuple[int, int, int, int], ...]]:
-    if len(seg) < 6:
-        raise JpegError("corrupt JPEG: SOF segment too short")
-    precision = seg[0]
-    height = (seg[1] << 8) | seg[2]
-    width = (seg[3] << 8) | seg[4]
-    nc = seg[5]
-    if precision != 8:
-        raise JpegError(f"{precision}-bit JPEG is not supported (only 8-bit precision)")
-    if height == 0 or width == 0:
-        raise JpegError(f"zero-size JPEG ({width}x{height} pixels, w x h)")
-    if height * width > max_pixels:
-        raise JpegError(
-            f"JPEG too large: {width}x{height} = {height * width} pixels exceeds max_pixels={max_pixels}"
-        )
-    if nc == 0 or len(seg) != 6 + 3 * nc:
-        raise JpegError("corrupt JPEG: bad SOF segment length")
-    comps = []
-    for i in range(nc):
-        cid, hv, slot = seg[6 + 3 * i : 9 + 3 * i]
-        h, v = hv >> 4, hv & 15
-        if not (1 <= h <= 4 and 1 <= v <= 4):
-            raise JpegError(f"corrupt JPEG: bad sampling factors {h}x{v} for component {cid}")
-        if slot > 3:
-            raise JpegError(f"corrupt JPEG: bad quantisation table slot {slot}")
-        comps.append((cid, v, h, slot))
-    return precision, height, width, tuple(comps)
-
-
-def _parse_dqt(seg: bytes, tables: dict[int, bytes], redefined: set[int] | None) -> None:
-    i = 0
-    while i < len(seg):
-        pq, slot = seg[i] >> 4, seg[i] & 15
-        size = 64 * (2 if pq else 1)
-        if pq > 1 or slot > 3 or i + 1 + size > len(seg):
-            raise JpegError("corrupt JPEG: bad DQT segment")
-        body = seg[i + 1 : i + 1 + size]
-        if redefined is not None and slot in tables and tables[slot] != body:
-            redefined.add(slot)
-        tables[slot] = body
-        i += 1 + size
-
-
-def _color_space(comps: Sequence[tuple[int, int, int, int]], jfif: bool, adobe: int | None) -> str:
-    """libjpeg-turbo's guess (jdapimin.c default_decompress_parms) for 3 components."""
-    if jfif:
-        return "ycbcr"
-    if adobe is not None:
-        if adobe == 0:
-            raise JpegError("RGB colour-space JPEG (Adobe transform 0) is not supported; only YCbCr")
-        return "ycbcr"  # 1 = YCbCr; other codes: libjpeg warns and assumes YCbCr
-    if tuple(c[0] for c in comps) == (82, 71, 66):
-        raise JpegError("RGB colour-space JPEG (component ids 'R','G','B') is not supported; only YCbCr")
-    return "ycbcr"
-
-
-# ============================================================================================
-# libjpeg (through jpeglib): version choice, stderr capture, coefficient reading
-# ============================================================================================
-_LOCK = threading.RLock()
-# Builds of libjpeg in jpeglib, best first: libjpeg-turbo (what Pillow and simplejpeg use, and it
-# decodes arithmetic coding); IJG 6b, jpeglib's default, cannot decode arithmetic-coded files.
-_PREFERRED_VERSIONS = (
-    "turbo210", "turbo200", "turbo150", "turbo140", "turbo130", "turbo120",
-    "9f", "9e", "9d", "9c", "9b", "9a", "9", "8d",
-)  # fmt: skip
-# libjpeg warnings (jerror.h JWRN_*): metadata-only ones are logged, data-integrity ones refuse.
-_BENIGN_WARNINGS = (
-    "Warning: unknown JFIF revision",
-    "Unknown Adobe color transform",
-    "Corrupt JPEG data: bad ICC marker",
-)
-_FATAL_WARNINGS = (
-    "Corrupt JPEG data",
-    "Premature end of JPEG file",
-    "Inconsistent progression",
-    "Invalid SOS parameters",
-)
-
-
-@functools.lru_cache(maxsize=None)
-def _backend_version() -> str:
-    import jpeglib
-
-    available = set(jpeglib.version.versions())
-    for v in _PREFERRED_VERSIONS:
-        if v in available:
-            return v
-    return "6b"
-
-
-def _supports_arithmetic(version: str) -> bool:
-    return version != "6b"
-
-
-@functools.lru_cache(maxsize=None)
-def _fast_lib() -> ctypes.CDLL | None:
-    """Our own handle on jpeglib's C library (no global version switch), or None.
-
-    jpeglib's public ``read_dct`` entropy-decodes the file twice (once to count scans) and copies
-    it twice; the fast path reads coefficients in one pass into buffers sized from the header
-    parsed here. jpeglib's C ``read_jpeg_dct`` leaves its ``FILE *`` uninitialised when libjpeg
-    fails while reading the *header* and then ``fclose``s garbage (a segfault), so the header is
-    first validated with ``read_jpeg_markers`` (header only, safe on errors). Falls back to the
-    public API when jpeglib's internals are not as expected.
-    """
-    try:
-        from jpeglib._bind import CJpegLib
-
-        lib = CJpegLib._bind_lib(version=_backend_version())
-        lib.read_jpeg_dct  # noqa: B018 — AttributeError when absent
-        lib.read_jpeg_markers  # noqa: B018
-        return lib
-    except Exception as exc:  # pragma: no cover - depends on the installed jpeglib
-        log.debug("jpeglib fast path unavailable (%s); using jpeglib.read_dct", exc)
-        return None
-
-
-_STDERR_SINK: list[BinaryIO] = []  # one scratch file, reused under _LOCK
-
-
-@contextlib.contextmanager
-def _captured_stderr():
-    """Redirect file descriptor 2 (where libjpeg prints) into a list of lines, filled on exit.
-
-    Callers hold ``_LOCK``; the scratch file is created once and emptied before each use.
-    """
-    lines: list[str] = []
-    with contextlib.suppress(Exception):
-        sys.stderr.flush()  # nothing of Python's may land in the capture
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to capture
-        yield lines
-        return
-    if not _STDERR_SINK:
-        _STDERR_SINK.append(tempfile.TemporaryFile())
-    sink = _STDERR_SINK[0]
-    sink.seek(0)
-    sink.truncate()
-    try:
-        os.dup2(sink.fileno(), 2)
-        yield lines
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        sink.seek(0)
-        lines.extend(ln.strip() for ln in sink.read().decode("utf-8", "replace").splitlines() if ln.strip())
-
-
-def _check_messages(lines: list[str], failed: bool) -> None:
-    if failed:
-        detail = lines[-1] if lines else "decoding failed"
-        raise JpegError(f"libjpeg cannot decode the JPEG: {detail}")
-    for line in lines:
-        if line.startswith(_BENIGN_WARNINGS):
-            log.debug("libjpeg: %s", line)
-        elif line.startswith(_FATAL_WARNINGS):
-            raise JpegError(f"corrupt JPEG data (libjpeg: {line})")
-        else:
-            log.warning("libjpeg: %s", line)
-
-
-@contextlib.contextmanager
-def _as_file(data: bytes):
-    """jpeglib reads paths only: a private copy of ``data`` that has a path, removed afterwards.
-
-    On Linux an anonymous in-memory file (``memfd_create``, opened through ``/proc/self/fd``) avoids
-    the file system; elsewhere a temporary file.
-    """
-    if hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd"):
-        fd = os.memfd_create("jpegfx", os.MFD_CLOEXEC)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            yield f"/proc/self/fd/{fd}"
-        finally:
-            os.close(fd)
-        return
-    tmp = tempfile.NamedTemporaryFile(prefix="jpegfx-", suffix=".jpg", delete=False)
-    try:
-        with tmp:
-            tmp.write(data)
-        yield tmp.name
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp.name)
-
-
-def _read_coefficients(path: str, header: _Header, fast: bool = True) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Quantised blocks ``(Hb_c, Wb_c, 8, 8)`` int16 and natural-order tables ``(64,)`` per component."""
-    lib = _fast_lib() if fast else None
-    with _LOCK:
-        if lib is not None:
-            return _read_fast(lib, path, header)
-        return _read_public(path, header)
-
-
-def _read_fast(lib: ctypes.CDLL, path: str, header: _Header) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    cpath = ctypes.c_char_p(os.fsencode(path))
-    # 1. Header only (libjpeg's jpeg_read_header), safe on failure; the buffer receives the APPn/COM
-    #    payloads, at most header.marker_bytes of them.
-    markers = (ctypes.c_ubyte * (header.marker_bytes + 1))()
-    with _captured_stderr() as lines:
-        status = lib.read_jpeg_markers(cpath, markers)
-    _check_messages(lines, failed=status == 0)
-    # 2. Coefficients, into buffers sized from the (now libjpeg-validated) frame header.
-    blocks = []
-    for i in range(len(header.components)):
-        hc, wc = header.component_size(i)
-        blocks.append(np.zeros((-(-hc // BLOCK), -(-wc // BLOCK), NCOEF), dtype=np.int16))
-    qt = np.zeros((4, NCOEF), dtype=np.uint16)
-    slots = np.full(4, -1, dtype=np.int16)
-    short_p = ctypes.POINTER(ctypes.c_short)
-    ptrs = [b.ctypes.data_as(short_p) for b in blocks] + [None] * (4 - len(blocks))
-    with _captured_stderr() as lines:
-        status = lib.read_jpeg_dct(
-            cpath, *ptrs, qt.ctypes.data_as(ctypes.POINTER(ctypes.c_ushort)), slots.ctypes.data_as(short_p)
-        )
-    _check_messages(lines, failed=status == 0)
-    tables = []
-    for i, (_cid, _v, _h, slot) in enumerate(header.components):
-        if int(slots[i]) != slot:  # pragma: no cover - defensive
-            raise JpegError(f"libjpeg uses quantisation table {int(slots[i])} for component {i}, not {slot}")
-        tables.append(qt[slot].astype(np.int32))
-    return [b.reshape(*b.shape[:2], BLOCK, BLOCK) for b in blocks], tables
-
-
-def _read_public(path: str, header: _Header) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    import jpeglib
-
-    with _captured_stderr() as lines, contextlib.redirect_stdout(io.StringIO()):
-        try:
-            with jpeglib.version(_backend_version()):
-                jpeg = jpeglib.read_dct(path)
-                planes = [jpeg.Y, jpeg.Cb, jpeg.Cr][: len(header.components)]
-                qt, slots = jpeg.qt, jpeg.quant_tbl_no
-                info = (jpeg.height, jpeg.width, jpeg.samp_factor.tolist())
-            failed = False
-        except (OSError, RuntimeError):
-            failed = True
-    _check_messages(lines, failed)
-    want = (header.height, header.width, [[c[1], c[2]] for c in header.components])
-    if info != want:  # pragma: no cover - defensive
-        raise JpegError(f"libjpeg reads geometry {info}, the header says {want}")
-    tables = [np.asarray(qt[int(s)]).reshape(NCOEF).astype(np.int32) for s in slots]
-    out = []
-    for i, plane in enumerate(planes):
-        hb, wb = (-(-s // BLOCK) for s in header.component_size(i))
-        out.append(np.ascontiguousarray(plane[:hb, :wb]).astype(np.int16, copy=False))
-    return out, tables
-
-
-def _source_bytes(source: Source) -> tuple[bytes, str]:
-    """The file's bytes and a label for messages (path, or '' for in-memory data)."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return bytes(source), ""
-    if isinstance(source, (str, os.PathLike)):
-        path = os.fspath(source)
-        try:
-            with open(path, "rb") as f:
-                return f.read(), str(path)
-        except OSError as exc:
-            raise JpegError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    read = getattr(source, "read", None)
-    if read is None:
-        raise TypeError(f"read_jpeg expects a path, bytes or a binary file object, got {type(source).__name__}")
-    data = read()
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError("read_jpeg needs a file object opened in binary mode")
-    name = getattr(source, "name", None)
-    return bytes(data), os.fsdecode(name) if isinstance(name, (str, bytes)) else ""
-
-
-def read_jpeg(source: Source, *, max_pixels: int = 100_000_000) -> JpegBatch:
+def read_jpeg(
+    source: Source,
+    *,
+    max_pixels: int = reader.MAX_PIXELS,
+    max_bytes: int = reader.MAX_BYTES,
+    max_scans: int = reader.MAX_SCANS,
+    tolerant: bool = False,
+) -> JpegBatch:
     """Read one JPEG's quantised DCT coefficients and tables into a batch of one.
 
     ``source``: a path, the file's bytes, or a binary file object (read to its end). Raises
-    :class:`JpegError` (one-line message) for anything that is not a readable 8-bit sequential or
-    progressive (Huffman or arithmetic) gray/YCbCr JPEG of at most ``max_pixels`` pixels; see the
-    module docstring for the list. The header is checked before libjpeg decodes anything.
+    :class:`JpegError` (one line, naming the file when it has a path) for anything that is not a
+    readable 8-bit sequential or progressive (Huffman or arithmetic) gray/YCbCr JPEG within the
+    limits, and, unless ``tolerant``, for any libjpeg warning. See :mod:`jpegfx.reader`.
     """
-    data, label = _source_bytes(source)
-    try:
-        return _read_bytes(data, max_pixels)
-    except JpegError as exc:
-        if label:
-            raise JpegError(f"{label}: {exc}") from None
-        raise
+    coefs = reader.read_coefficients(
+        source, max_pixels=max_pixels, max_bytes=max_bytes, max_scans=max_scans, tolerant=tolerant
+    )
+    return from_coefficients(coefs)
 
 
-def _read_bytes(data: bytes, max_pixels: int, fast: bool = True) -> JpegBatch:
-    header = _parse_header(data, max_pixels)
-    if header.arithmetic and not _supports_arithmetic(_backend_version()):
-        raise JpegError(  # pragma: no cover - depends on the installed jpeglib
-            f"arithmetic-coded JPEG (SOF{header.sof}) is not supported by the jpeglib build {_backend_version()}"
-        )
-    # Always decode a private copy of the bytes parsed above: the buffers are sized from this header.
-    with _as_file(data) as path:
-        planes, tables = _read_coefficients(path, header, fast=fast)
+def from_coefficients(coefs: reader.Coefficients) -> JpegBatch:
+    """A batch of one from :func:`jpegfx.reader.read_coefficients`' arrays (no copy)."""
+    head = coefs.header
     components = tuple(
         Component(
-            coefficients=torch.from_numpy(plane).unsqueeze(0),
-            qtable=torch.from_numpy(table).reshape(1, NCOEF),
-            size=header.component_size(i),
-            sampling=(header.components[i][1], header.components[i][2]),
+            coefficients=torch.from_numpy(plane[None]),
+            qtable=torch.from_numpy(table.reshape(1, NCOEF)),
+            size=c.size,
+            sampling=c.sampling,
         )
-        for i, (plane, table) in enumerate(zip(planes, tables))
+        for c, plane, table in zip(head.components, coefs.planes, coefs.qtables)
     )
-    return JpegBatch(components=components, size=(header.height, header.width), color_space=header.color_space)
+    return JpegBatch(components=components, size=head.size, color_space=head.color_space)
 
 
 # ============================================================================================

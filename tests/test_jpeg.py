@@ -120,6 +120,21 @@ def same_coefficients(a: JpegBatch, b: JpegBatch) -> bool:
     )
 
 
+def jpeglib_batch(path: str) -> JpegBatch:
+    """The same file read by jpeglib (its own libjpeg-turbo build): an independent coefficient reader."""
+    jpeglib = pytest.importorskip("jpeglib", reason="jpeglib (test extra) cross-checks the coefficients")
+    with jpeglib.version("turbo210"):
+        j = jpeglib.read_dct(path)
+    ours = read_jpeg(path)
+    comps = []
+    for c, plane, slot in zip(ours.components, [j.Y, j.Cb, j.Cr], j.quant_tbl_no):
+        hb, wb = c.blocks
+        coefficients = torch.from_numpy(np.ascontiguousarray(plane[:hb, :wb]).astype(np.int16))[None]
+        qtable = torch.from_numpy(np.asarray(j.qt[int(slot)]).reshape(1, 64).astype(np.int32))
+        comps.append(Component(coefficients, qtable, c.size, c.sampling))
+    return JpegBatch(tuple(comps), ours.size, ours.color_space)
+
+
 def crop_batch(batch: JpegBatch, max_side: int) -> JpegBatch:
     """The top-left crop of whole MCUs, at most ``max_side`` pixels a side (decode speed in tests)."""
     vmax, hmax = batch.max_sampling
@@ -327,9 +342,8 @@ def test_libjxl_testdata(path):
         assert name in LIBJXL_REFUSED, f"unexpected refusal: {exc}"
         return
     assert name not in LIBJXL_REFUSED
-    # The fast reader (one libjpeg pass) and jpeglib's public read_dct agree bit for bit.
-    data = open(path, "rb").read()
-    assert same_coefficients(batch, J._read_bytes(data, 10**9, fast=False))
+    # jpegfx's binding and jpeglib (a separate libjpeg-turbo build) agree bit for bit.
+    assert same_coefficients(batch, jpeglib_batch(path))
     try:
         ref = pillow_pixels(path)
     except Exception:  # pragma: no cover - Pillow cannot decode it: nothing to compare
@@ -403,8 +417,6 @@ def _bad_input(kind: str, photo: np.ndarray, tmp_path) -> tuple[bytes, dict]:
         return bytes(d), {}
     if kind == "above-max-pixels":
         return good, {"max_pixels": 160 * 120 - 1}
-    if kind == "too-many-app-segments":  # jpeglib's fixed marker arrays would overflow
-        return good[:2] + b"\xff\xfe\x00\x06abcd" * 60 + good[2:], {}
     raise AssertionError(kind)
 
 
@@ -423,7 +435,6 @@ BAD_INPUTS = {
     "hierarchical-sof5": "hierarchical",
     "zero-height": "zero-size",
     "above-max-pixels": "max_pixels",
-    "too-many-app-segments": "APPn/COM",
 }
 
 

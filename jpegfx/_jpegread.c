@@ -1,0 +1,387 @@
+/*
+ * jpegfx._jpegread: a thin binding to libjpeg(-turbo)'s coefficient API (jpeg_read_coefficients).
+ *
+ * One call reads a JPEG held in memory: the header once (jpeg_read_header), then the quantised DCT
+ * coefficients of every component and the quantisation table each component was decoded with.
+ * Everything that can go wrong is reported to the caller of that call, never printed:
+ *
+ *   - libjpeg's errors (error_exit) and, unless the caller is tolerant, its warnings (emit_message
+ *     with level -1: corrupt entropy data, premature end of file, bad progression ...) end the call
+ *     through setjmp/longjmp; the decompressor and all its memory are released on every path;
+ *   - in tolerant mode the warnings are returned with the result (libjpeg fills what it could not
+ *     decode with zeros, as djpeg does);
+ *   - limits checked before any entropy decoding: pixels, bytes of coefficient memory (libjpeg's
+ *     whole-image arrays plus the returned copy, computed from the header), and a scan limit
+ *     enforced by a progress monitor while the scans are read;
+ *   - APPn/COM payloads are never saved (jpeg_save_markers is not called), so no marker data is
+ *     kept or leaked.
+ *
+ * There is no global state: each call owns its decompressor and error handler, so calls are safe
+ * from several threads at once (the GIL is released while libjpeg runs) and in forked children.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <limits.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+#define MAX_KEPT_WARNINGS 8
+#define MSG_LEN (JMSG_LENGTH_MAX + 96)
+
+static PyObject *ReadError; /* jpegfx._jpegread.ReadError */
+
+typedef struct {
+    struct jpeg_error_mgr pub; /* must be first: libjpeg sees a struct jpeg_error_mgr * */
+    jmp_buf escape;
+    int tolerant;
+    int max_scans;
+    int num_warnings;
+    char message[MSG_LEN];                              /* why the call failed */
+    char warnings[MAX_KEPT_WARNINGS][JMSG_LENGTH_MAX]; /* tolerant mode: the first few */
+} reader_error;
+
+typedef struct {
+    struct jpeg_decompress_struct cinfo;
+    reader_error err;
+    struct jpeg_progress_mgr progress;
+} reader;
+
+/* A friendlier line for the errors users meet; everything else keeps libjpeg's own text. */
+static void describe_error(j_common_ptr cinfo, char *out) {
+    char text[JMSG_LENGTH_MAX];
+    int code = cinfo->err->msg_code;
+    int parm = cinfo->err->msg_parm.i[0];
+    (*cinfo->err->format_message)(cinfo, text);
+    switch (code) {
+    case JERR_NO_SOI:
+        snprintf(out, MSG_LEN, "not a JPEG file (libjpeg: %s)", text);
+        break;
+    case JERR_INPUT_EMPTY:
+    case JERR_INPUT_EOF:
+        snprintf(out, MSG_LEN, "truncated JPEG (libjpeg: %s)", text);
+        break;
+    case JERR_SOF_UNSUPPORTED:
+        if (parm == 0xC3 || parm == 0xCB)
+            snprintf(out, MSG_LEN, "lossless JPEG (SOF%d) is not supported", parm - 0xC0);
+        else if ((parm >= 0xC5 && parm <= 0xC7) || (parm >= 0xCD && parm <= 0xCF))
+            snprintf(out, MSG_LEN, "hierarchical JPEG (SOF%d) is not supported", parm - 0xC0);
+        else
+            snprintf(out, MSG_LEN, "unsupported JPEG process (libjpeg: %s)", text);
+        break;
+    case JERR_BAD_PRECISION:
+        snprintf(out, MSG_LEN, "%d-bit JPEG is not supported (only 8-bit precision)", parm);
+        break;
+    case JERR_EMPTY_IMAGE:
+        snprintf(out, MSG_LEN, "zero-size JPEG or a height defined by a DNL marker (libjpeg: %s)", text);
+        break;
+    case JERR_OUT_OF_MEMORY:
+        snprintf(out, MSG_LEN, "out of memory while reading the JPEG (libjpeg: %s)", text);
+        break;
+    default:
+        snprintf(out, MSG_LEN, "corrupt or unsupported JPEG (libjpeg: %s)", text);
+    }
+}
+
+static void on_error_exit(j_common_ptr cinfo) {
+    reader_error *err = (reader_error *)cinfo->err;
+    describe_error(cinfo, err->message);
+    longjmp(err->escape, 1);
+}
+
+static void on_emit_message(j_common_ptr cinfo, int level) {
+    reader_error *err = (reader_error *)cinfo->err;
+    if (level >= 0)
+        return; /* trace messages */
+    if (!err->tolerant) {
+        char text[JMSG_LENGTH_MAX];
+        (*cinfo->err->format_message)(cinfo, text);
+        if (cinfo->err->msg_code == JWRN_JPEG_EOF)
+            snprintf(err->message, MSG_LEN, "truncated JPEG (libjpeg: %s)", text);
+        else
+            snprintf(err->message, MSG_LEN, "corrupt JPEG data (libjpeg warning: %s)", text);
+        longjmp(err->escape, 1);
+    }
+    if (err->num_warnings < MAX_KEPT_WARNINGS)
+        (*cinfo->err->format_message)(cinfo, err->warnings[err->num_warnings]);
+    err->num_warnings++;
+    cinfo->err->num_warnings++;
+}
+
+static void on_output_message(j_common_ptr cinfo) { (void)cinfo; /* never print */ }
+
+static void on_progress(j_common_ptr cinfo) {
+    reader *r = (reader *)cinfo; /* cinfo is the first member of reader */
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (d->input_scan_number > r->err.max_scans) {
+        snprintf(r->err.message, MSG_LEN,
+                 "JPEG with more than %d scans is refused (scan limit; raise max_scans to read it)",
+                 r->err.max_scans);
+        longjmp(r->err.escape, 1);
+    }
+}
+
+static PyObject *color_space_name(int nc, J_COLOR_SPACE cs, char *why) {
+    if (nc == 1 && cs == JCS_GRAYSCALE)
+        return PyUnicode_FromString("gray");
+    if (nc == 3 && cs == JCS_YCbCr)
+        return PyUnicode_FromString("ycbcr");
+    if (nc == 3 && cs == JCS_RGB)
+        snprintf(why, MSG_LEN, "RGB colour-space JPEG (Adobe transform 0, or component ids 'R','G','B') "
+                               "is not supported; only YCbCr");
+    else if (nc == 4)
+        snprintf(why, MSG_LEN, "CMYK/YCCK JPEG (4 components) is not supported");
+    else
+        snprintf(why, MSG_LEN, "JPEG with %d components is not supported (only 1 or 3)", nc);
+    return NULL;
+}
+
+static unsigned long long round_up(unsigned long long a, unsigned long long b) { return (a + b - 1) / b * b; }
+
+PyDoc_STRVAR(read_doc,
+"read(data, header_only=False, tolerant=False, max_scans=1000, max_pixels=10**8, max_bytes=2**31)\n"
+"--\n\n"
+"Read a JPEG held in a bytes-like object. Returns (height, width, color_space, progressive,\n"
+"arithmetic, scans, components, warnings); each component is (id, (v, h), (size_h, size_w),\n"
+"(blocks_h, blocks_w), qtable, coefficients): qtable is 64 int32 in natural order and coefficients int16\n"
+"(blocks_h, blocks_w, 64) in natural order, both None with header_only (scans is then 0).\n"
+"Raises ReadError with a one-line message.");
+
+static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"data", "header_only", "tolerant", "max_scans", "max_pixels", "max_bytes", NULL};
+    Py_buffer view;
+    int header_only = 0, tolerant = 0, max_scans = 1000;
+    unsigned long long max_pixels = 100000000ULL, max_bytes = 1ULL << 31;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|ppiKK:read", keywords, &view, &header_only, &tolerant,
+                                     &max_scans, &max_pixels, &max_bytes))
+        return NULL;
+
+    PyObject *result = NULL, *planes[MAX_COMPONENTS] = {NULL};
+    char why[MSG_LEN] = "";
+    volatile int failed = 0;
+    int nc = 0;
+    reader *r = (reader *)PyMem_RawCalloc(1, sizeof(reader));
+    if (r == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    j_decompress_ptr cinfo = &r->cinfo;
+    cinfo->err = jpeg_std_error(&r->err.pub);
+    r->err.pub.error_exit = on_error_exit;
+    r->err.pub.emit_message = on_emit_message;
+    r->err.pub.output_message = on_output_message;
+    r->err.tolerant = tolerant;
+    r->err.max_scans = max_scans > 0 ? max_scans : 1;
+    r->progress.progress_monitor = on_progress;
+
+    /* Phase 1, without the GIL: the header, and every check that needs no entropy decoding. */
+    Py_BEGIN_ALLOW_THREADS
+    if (setjmp(r->err.escape)) {
+        failed = 1;
+    } else {
+        jpeg_create_decompress(cinfo);
+        cinfo->progress = &r->progress;
+        cinfo->mem->max_memory_to_use = (long)(max_bytes > (unsigned long long)LONG_MAX ? LONG_MAX : max_bytes);
+        jpeg_mem_src(cinfo, (const unsigned char *)view.buf, (unsigned long)view.len);
+        jpeg_read_header(cinfo, TRUE);
+    }
+    Py_END_ALLOW_THREADS
+    if (failed)
+        goto fail;
+
+    nc = cinfo->num_components;
+    unsigned long long pixels = (unsigned long long)cinfo->image_width * cinfo->image_height;
+    if (pixels > max_pixels) {
+        snprintf(why, MSG_LEN, "JPEG too large: %ux%u = %llu pixels exceeds max_pixels=%llu",
+                 cinfo->image_width, cinfo->image_height, pixels, max_pixels);
+        goto refuse;
+    }
+    PyObject *space = color_space_name(nc, cinfo->jpeg_color_space, why);
+    if (space == NULL)
+        goto refuse;
+    int vmax = cinfo->max_v_samp_factor, hmax = cinfo->max_h_samp_factor;
+    unsigned long long need = 0;
+    for (int c = 0; c < nc; c++) {
+        jpeg_component_info *comp = &cinfo->comp_info[c];
+        if (vmax % comp->v_samp_factor || hmax % comp->h_samp_factor) {
+            snprintf(why, MSG_LEN, "fractional sampling ratio (component %d: %dx%d of %dx%d) is not supported",
+                     comp->component_id, comp->h_samp_factor, comp->v_samp_factor, hmax, vmax);
+            Py_DECREF(space);
+            goto refuse;
+        }
+        unsigned long long blocks = (unsigned long long)comp->height_in_blocks * comp->width_in_blocks;
+        /* libjpeg's whole-image array (padded to whole MCUs) plus the returned copy. */
+        need += round_up(comp->height_in_blocks, comp->v_samp_factor) *
+                round_up(comp->width_in_blocks, comp->h_samp_factor) * sizeof(JBLOCK);
+        need += blocks * sizeof(JBLOCK);
+    }
+    if (!header_only && need > max_bytes) {
+        snprintf(why, MSG_LEN, "JPEG needs %llu MB of coefficient memory (%ux%u pixels), above max_bytes=%llu MB",
+                 need >> 20, cinfo->image_width, cinfo->image_height, max_bytes >> 20);
+        Py_DECREF(space);
+        goto refuse;
+    }
+    int progressive = cinfo->progressive_mode, arithmetic = cinfo->arith_code;
+    if (!header_only) {
+        for (int c = 0; c < nc; c++) {
+            jpeg_component_info *comp = &cinfo->comp_info[c];
+            Py_ssize_t n = (Py_ssize_t)comp->height_in_blocks * comp->width_in_blocks * (Py_ssize_t)sizeof(JBLOCK);
+            planes[c] = PyByteArray_FromStringAndSize(NULL, n);
+            if (planes[c] == NULL) {
+                Py_DECREF(space);
+                goto error;
+            }
+        }
+        char *dest[MAX_COMPONENTS];
+        for (int c = 0; c < nc; c++)
+            dest[c] = PyByteArray_AS_STRING(planes[c]);
+        /* Phase 2, without the GIL: every scan, then a copy of each component's logical block grid. */
+        Py_BEGIN_ALLOW_THREADS
+        if (setjmp(r->err.escape)) {
+            failed = 1;
+        } else {
+            jvirt_barray_ptr *arrays = jpeg_read_coefficients(cinfo);
+            for (int c = 0; c < nc; c++) {
+                jpeg_component_info *comp = &cinfo->comp_info[c];
+                size_t row_bytes = (size_t)comp->width_in_blocks * sizeof(JBLOCK);
+                for (JDIMENSION y = 0; y < comp->height_in_blocks; y++) {
+                    JBLOCKARRAY row = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, arrays[c], y, 1, FALSE);
+                    memcpy(dest[c] + (size_t)y * row_bytes, row[0], row_bytes);
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (failed) {
+            Py_DECREF(space);
+            goto fail;
+        }
+    }
+
+    PyObject *comps = PyList_New(nc);
+    PyObject *warnings = PyList_New(0);
+    if (comps == NULL || warnings == NULL) {
+        Py_XDECREF(comps);
+        Py_XDECREF(warnings);
+        Py_DECREF(space);
+        goto error;
+    }
+    for (int c = 0; c < nc; c++) {
+        jpeg_component_info *comp = &cinfo->comp_info[c];
+        PyObject *qtable, *plane;
+        if (header_only) {
+            qtable = Py_NewRef(Py_None);
+            plane = Py_NewRef(Py_None);
+        } else {
+            /* The table latched when the component's first scan started: the one a decoder uses. */
+            JQUANT_TBL *q = comp->quant_table;
+            if (q == NULL) {
+                snprintf(why, MSG_LEN, "corrupt JPEG: no scan holds data of component %d", comp->component_id);
+                Py_DECREF(comps);
+                Py_DECREF(warnings);
+                Py_DECREF(space);
+                goto refuse;
+            }
+            int32_t values[DCTSIZE2];
+            for (int k = 0; k < DCTSIZE2; k++)
+                values[k] = q->quantval[k];
+            qtable = PyByteArray_FromStringAndSize((const char *)values, sizeof(values));
+            if (qtable == NULL) {
+                Py_DECREF(comps);
+                Py_DECREF(warnings);
+                Py_DECREF(space);
+                goto error;
+            }
+            plane = planes[c];
+            planes[c] = NULL;
+        }
+        /* The component's logical size (ITU T.81 A.1.1). */
+        unsigned size_h = (unsigned)(((unsigned long long)cinfo->image_height * comp->v_samp_factor + vmax - 1) / vmax);
+        unsigned size_w = (unsigned)(((unsigned long long)cinfo->image_width * comp->h_samp_factor + hmax - 1) / hmax);
+        PyObject *item = Py_BuildValue("(i(ii)(II)(II)NN)", comp->component_id, comp->v_samp_factor,
+                                       comp->h_samp_factor, size_h, size_w, (unsigned)comp->height_in_blocks,
+                                       (unsigned)comp->width_in_blocks, qtable, plane);
+        if (item == NULL) {
+            Py_DECREF(comps);
+            Py_DECREF(warnings);
+            Py_DECREF(space);
+            goto error;
+        }
+        PyList_SET_ITEM(comps, c, item);
+    }
+    for (int i = 0; i < r->err.num_warnings && i < MAX_KEPT_WARNINGS; i++) {
+        PyObject *w = PyUnicode_DecodeLatin1(r->err.warnings[i], (Py_ssize_t)strlen(r->err.warnings[i]), NULL);
+        if (w == NULL || PyList_Append(warnings, w) < 0) {
+            Py_XDECREF(w);
+            Py_DECREF(comps);
+            Py_DECREF(warnings);
+            Py_DECREF(space);
+            goto error;
+        }
+        Py_DECREF(w);
+    }
+    if (r->err.num_warnings > MAX_KEPT_WARNINGS) {
+        PyObject *w = PyUnicode_FromFormat("... and %d more warnings", r->err.num_warnings - MAX_KEPT_WARNINGS);
+        if (w != NULL) {
+            PyList_Append(warnings, w);
+            Py_DECREF(w);
+        }
+    }
+    result = Py_BuildValue("(IINNNiNN)", cinfo->image_height, cinfo->image_width, space,
+                           PyBool_FromLong(progressive), PyBool_FromLong(arithmetic),
+                           header_only ? 0 : cinfo->input_scan_number, comps, warnings);
+    goto done;
+
+fail: /* libjpeg refused the data: the message is in r->err.message */
+    PyErr_SetString(ReadError, r->err.message);
+    goto done;
+refuse: /* a check of ours refused the header */
+    PyErr_SetString(ReadError, why);
+    goto done;
+error: /* a Python error is already set */
+done:
+    for (int c = 0; c < MAX_COMPONENTS; c++)
+        Py_XDECREF(planes[c]);
+    jpeg_destroy_decompress(cinfo); /* frees every pool; safe in any state after create */
+    PyMem_RawFree(r);
+    PyBuffer_Release(&view);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"read", (PyCFunction)(void (*)(void))jpegread_read, METH_VARARGS | METH_KEYWORDS, read_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_jpegread",
+    "Thin binding to libjpeg(-turbo)'s coefficient API; see jpegfx.jpeg.read_jpeg.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__jpegread(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    ReadError = PyErr_NewException("jpegfx._jpegread.ReadError", NULL, NULL);
+    if (ReadError == NULL || PyModule_AddObjectRef(m, "ReadError", ReadError) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    char version[32];
+#ifdef LIBJPEG_TURBO_VERSION_NUMBER
+    snprintf(version, sizeof version, "libjpeg-turbo %d.%d.%d", LIBJPEG_TURBO_VERSION_NUMBER / 1000000,
+             LIBJPEG_TURBO_VERSION_NUMBER / 1000 % 1000, LIBJPEG_TURBO_VERSION_NUMBER % 1000);
+#else
+    snprintf(version, sizeof version, "libjpeg %d", JPEG_LIB_VERSION);
+#endif
+    if (PyModule_AddStringConstant(m, "LIBJPEG_VERSION", version) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,356 @@
+"""jpegfx.reader: the libjpeg-turbo binding's guarantees, each against an outside reference.
+
+* every libjpeg warning is an error (djpeg's exit status 2 says the same files are not clean),
+  all warnings are seen in tolerant mode, and nothing is ever printed;
+* limits come from the header (memory, pixels) or stop the decode early (scans), and only regular
+  files are opened (a FIFO does not block);
+* calls are independent: threads and forked processes give exactly the serial answers;
+* no memory is kept after a failed read (APPn payloads are never saved);
+* a seeded fuzz run cross-checked with djpeg: no crash, hang, traceback or corrupt file read as good.
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jpegfx import reader
+from jpegfx.errors import JpegError, JpegfxError
+from jpegfx.jpeg import read_jpeg
+
+DJPEG = shutil.which("djpeg")
+TOOLS = os.path.join(os.path.dirname(__file__), "..", "tools")
+
+
+def smooth_image(h: int = 64, w: int = 80, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([xx * 3 + yy, yy * 2 + 40, (xx * yy) % 256], -1) + rng.integers(0, 16, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def pillow_jpeg(img: np.ndarray | None = None, **kw) -> bytes:
+    buf = io.BytesIO()
+    kw.setdefault("quality", 85)
+    Image.fromarray(smooth_image() if img is None else img).save(buf, format="JPEG", **kw)
+    return buf.getvalue()
+
+
+def corrupt_scan(data: bytes) -> bytes:
+    """A stray marker (RST5, no restart interval) 8 bytes into the first scan's entropy-coded data:
+    libjpeg warns "premature end of data segment" (garbage bytes alone may still decode)."""
+    i = data.find(b"\xff\xda")
+    start = i + 2 + ((data[i + 2] << 8) | data[i + 3])
+    m = start + 8
+    return data[:m] + b"\xff\xd5" + data[m:]
+
+
+def jfif_major(data: bytes, major: int) -> bytes:
+    """Set the JFIF APP0 version's major byte (Pillow writes 1.01)."""
+    i = data.find(b"JFIF\x00")
+    assert i > 0
+    d = bytearray(data)
+    d[i + 5] = major
+    return bytes(d)
+
+
+def djpeg_status(data: bytes, tmp_path) -> int:
+    if DJPEG is None:
+        pytest.skip("djpeg (libjpeg-turbo-progs) is not installed")
+    path = tmp_path / "djpeg_input.jpg"
+    path.write_bytes(data)
+    return subprocess.run([DJPEG, "-outfile", os.devnull, str(path)], capture_output=True).returncode
+
+
+def outcome(data: bytes) -> str:
+    """What a read gives, as a comparable string: a digest of the arrays, or the error."""
+    try:
+        c = reader.read_coefficients(data)
+    except JpegError as exc:
+        return f"error: {exc}"
+    return "ok " + " ".join(str(hash(p.tobytes())) + ":" + str(hash(q.tobytes())) for p, q in zip(c.planes, c.qtables))
+
+
+# --------------------------------------------------------------------------------------------
+# Sources, header-only reads and the data contract
+# --------------------------------------------------------------------------------------------
+def test_sources_and_header_agree(tmp_path):
+    data = pillow_jpeg(subsampling=1)  # 4:2:2
+    path = tmp_path / "a.jpg"
+    path.write_bytes(data)
+    a, b = reader.read_coefficients(data), reader.read_coefficients(path)
+    with open(path, "rb") as f:
+        c = reader.read_coefficients(f)
+    for x in (b, c):
+        assert x.header == a.header
+        assert all(np.array_equal(p, q) for p, q in zip(a.planes, x.planes))
+    head = reader.read_header(path)
+    assert head == a.header
+    assert head.subsampling == "4:2:2" and head.size == (64, 80) and head.color_space == "ycbcr"
+    assert [c.blocks for c in head.components] == [(8, 10), (8, 5), (8, 5)]
+    assert a.planes[0].shape == (8, 10, 8, 8) and a.planes[0].dtype == np.int16
+    assert a.qtables[0].shape == (64,) and a.qtables[0].dtype == np.int32
+    assert a.scans == 1 and a.warnings == ()
+    assert reader.backend().startswith("libjpeg")
+
+
+def test_header_only_does_not_decode_the_scan():
+    """A corrupt scan is found by read_coefficients, not by read_header (it never decodes)."""
+    bad = corrupt_scan(pillow_jpeg())
+    assert reader.read_header(bad).size == (64, 80)
+    with pytest.raises(JpegError, match="corrupt"):
+        reader.read_coefficients(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# Every libjpeg warning is an error (regression: a benign first warning hid later corruption)
+# --------------------------------------------------------------------------------------------
+def test_unknown_jfif_revision_is_an_error_unless_tolerant(tmp_path):
+    data = jfif_major(pillow_jpeg(), 2)
+    assert djpeg_status(data, tmp_path) == 2  # libjpeg-turbo's own tool: a warning, not clean
+    with pytest.raises(JpegError, match="unknown JFIF revision"):
+        reader.read_coefficients(data)
+    ok = reader.read_coefficients(data, tolerant=True)
+    assert any("JFIF revision" in w for w in ok.warnings)
+    clean = reader.read_coefficients(pillow_jpeg())
+    assert all(np.array_equal(p, q) for p, q in zip(ok.planes, clean.planes))
+
+
+def test_corruption_after_a_benign_warning_is_seen(tmp_path):
+    """JFIF major byte 2 (libjpeg's first warning, once only printed) and a corrupt scan."""
+    data = corrupt_scan(jfif_major(pillow_jpeg(), 2))
+    assert djpeg_status(data, tmp_path) == 2
+    with pytest.raises(JpegError):
+        reader.read_coefficients(data)
+    with pytest.raises(JpegError):
+        read_jpeg(data)
+    tolerant = reader.read_coefficients(data, tolerant=True)
+    assert any("JFIF" in w for w in tolerant.warnings)
+    assert any("Corrupt JPEG data" in w for w in tolerant.warnings), tolerant.warnings
+
+
+def test_nothing_is_printed(capfd):
+    for data in (corrupt_scan(pillow_jpeg()), jfif_major(pillow_jpeg(), 3), b"\xff\xd8garbage"):
+        with pytest.raises(JpegError):
+            reader.read_coefficients(data)
+        try:
+            reader.read_coefficients(data, tolerant=True)
+        except JpegError:
+            pass
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_errors_are_jpegfx_errors():
+    with pytest.raises(JpegfxError):
+        reader.read_coefficients(b"not a jpeg")
+    with pytest.raises(ValueError):  # and ValueErrors, for older callers
+        reader.read_coefficients(b"not a jpeg")
+
+
+# --------------------------------------------------------------------------------------------
+# Limits
+# --------------------------------------------------------------------------------------------
+def repeated_last_scan(data: bytes, copies: int) -> bytes:
+    """A progressive file with its last scan (SOS segment + entropy data) repeated before EOI."""
+    last = data.rfind(b"\xff\xda")
+    end = data.rfind(b"\xff\xd9")
+    return data[:end] + data[last:end] * copies + data[end:]
+
+
+def test_scan_limit():
+    data = pillow_jpeg(progressive=True)
+    scans = reader.read_coefficients(data).scans
+    assert scans > 3
+    with pytest.raises(JpegError, match="more than 3 scans"):
+        reader.read_coefficients(data, max_scans=3)
+    assert reader.read_coefficients(data, max_scans=scans).scans == scans
+    # A scan bomb: 1500 extra scans are refused at the default limit (1000), tolerant or not.
+    bomb = repeated_last_scan(data, 1500)
+    with pytest.raises(JpegError, match=f"more than {reader.MAX_SCANS} scans"):
+        reader.read_coefficients(bomb, tolerant=True)
+    with pytest.raises(JpegError):
+        reader.read_coefficients(bomb)
+
+
+def patched_size(data: bytes, height: int, width: int) -> bytes:
+    i = data.find(b"\xff\xc0")
+    d = bytearray(data)
+    d[i + 5 : i + 9] = bytes([height >> 8, height & 255, width >> 8, width & 255])
+    return bytes(d)
+
+
+def test_memory_limit_from_the_header():
+    """A small file declaring 10000×10000 4:4:4 (1.2 GB of coefficients): refused before decoding."""
+    data = patched_size(pillow_jpeg(subsampling=0), 10000, 10000)
+    assert len(data) < 20_000
+    assert reader.read_header(data).size == (10000, 10000)  # the header alone is cheap
+    with pytest.raises(JpegError, match="coefficient memory"):
+        reader.read_coefficients(data)
+    with pytest.raises(JpegError, match="max_pixels"):
+        reader.read_coefficients(data, max_pixels=10**7)
+    small = pillow_jpeg(subsampling=0)
+    need = 4 * 3 * 64 * 80  # 4 bytes per sample (libjpeg's array + the copy), three components
+    assert reader.read_coefficients(small, max_bytes=need).header.size == (64, 80)
+    with pytest.raises(JpegError, match="coefficient memory"):
+        reader.read_coefficients(small, max_bytes=need - 1)
+
+
+@pytest.mark.parametrize("name", ["max_pixels", "max_bytes", "max_scans", "max_file_bytes"])
+@pytest.mark.parametrize("value", [0, -1, 2.5, True])
+def test_bad_limits_are_refused(name, value):
+    with pytest.raises(JpegError, match=name):
+        reader.read_coefficients(pillow_jpeg(), **{name: value})
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_fifo_and_directory_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    result = []
+
+    def read():
+        try:
+            reader.read_coefficients(fifo)
+        except JpegError as exc:
+            result.append(str(exc))
+
+    t = threading.Thread(target=read, daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "reading a FIFO blocked"
+    assert result and "not a regular file" in result[0] and "x.jpg" in result[0]
+    with pytest.raises(JpegError, match="a directory"):
+        reader.read_coefficients(tmp_path)
+
+
+def test_file_size_limit(tmp_path):
+    path = tmp_path / "big.jpg"
+    data = pillow_jpeg()
+    path.write_bytes(data)
+    with pytest.raises(JpegError, match="max_file_bytes"):
+        reader.read_coefficients(path, max_file_bytes=len(data) - 1)
+    with pytest.raises(JpegError, match="max_file_bytes"):
+        reader.read_coefficients(io.BytesIO(data), max_file_bytes=len(data) - 1)
+    assert reader.read_coefficients(path, max_file_bytes=len(data)).header.size == (64, 80)
+
+
+def test_fill_bytes_are_legal_and_fast():
+    """Any number of 0xFF fill bytes may precede a marker (T.81 B.1.1.2): read, and equal."""
+    data = pillow_jpeg()
+    i = data.find(b"\xff\xda")
+    padded = data[:i] + b"\xff" * 5_000_000 + data[i:]
+    assert outcome(padded) == outcome(data)
+
+
+# --------------------------------------------------------------------------------------------
+# Independence of calls: threads and forked processes
+# --------------------------------------------------------------------------------------------
+def mixed_inputs() -> list[bytes]:
+    good = [pillow_jpeg(smooth_image(48 + 8 * i, 64, seed=i), subsampling=i % 3) for i in range(4)]
+    bad = [corrupt_scan(g) for g in good] + [g[: len(g) // 2] for g in good] + [jfif_major(good[0], 2)]
+    return good + bad
+
+
+def test_threads_give_the_serial_answers():
+    inputs = mixed_inputs()
+    expected = [outcome(d) for d in inputs]
+    assert sum(e.startswith("ok") for e in expected) == 4
+    order = np.random.default_rng(0).permutation(np.tile(np.arange(len(inputs)), 25))
+    mismatches: list[str] = []
+
+    def work(offset: int) -> None:
+        for i in np.roll(order, offset * 37):
+            got = outcome(inputs[i])
+            if got != expected[i]:
+                mismatches.append(f"input {i}: {got[:80]} != {expected[i][:80]}")
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not mismatches, mismatches[:5]
+
+
+def _child_outcomes(indices: list[int]) -> list[str]:
+    inputs = mixed_inputs()
+    return [outcome(inputs[i]) for i in indices]
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork() here")
+def test_forked_processes_give_the_serial_answers():
+    inputs = mixed_inputs()
+    expected = [outcome(d) for d in inputs]  # the parent has read files before forking
+    indices = list(np.random.default_rng(1).permutation(np.tile(np.arange(len(inputs)), 10)))
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(_child_outcomes, [indices, indices[::-1]])
+    assert results[0] == [expected[i] for i in indices]
+    assert results[1] == [expected[i] for i in indices[::-1]]
+
+
+# --------------------------------------------------------------------------------------------
+# No memory kept after failures (regression: saved APP payloads leaked when the header failed)
+# --------------------------------------------------------------------------------------------
+LEAK_SCRIPT = textwrap.dedent(
+    """
+    import io, sys
+    import numpy as np
+    from PIL import Image
+    from jpegfx import reader
+    from jpegfx.errors import JpegError
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, format="JPEG")
+    good = buf.getvalue()
+    app = b"\\xff\\xe1\\xff\\xff" + bytes(65533)
+    sof = good.find(b"\\xff\\xc0")
+    bad = good[:2] + app * 47 + good[2:sof] + b"\\xff\\xc0\\x00\\x03\\x00"  # header fails after the APPs
+    for i in range(301):
+        try:
+            reader.read_coefficients(bad)
+        except JpegError:
+            pass
+        if i == 20:
+            start = rss()
+    print(rss() - start)
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc to measure memory")
+def test_failed_reads_keep_no_memory():
+    proc = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    growth = int(proc.stdout.split()[-1])
+    assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.0f} MB over 280 failed reads of a 3 MB file"
+
+
+# --------------------------------------------------------------------------------------------
+# Fuzzing, cross-checked with djpeg (the full count: python tools/fuzz_reader.py --count 10000)
+# --------------------------------------------------------------------------------------------
+def test_fuzz_against_djpeg():
+    if DJPEG is None:
+        pytest.skip("djpeg (libjpeg-turbo-progs) is not installed")
+    sys.path.insert(0, TOOLS)
+    try:
+        import fuzz_reader
+    finally:
+        sys.path.remove(TOOLS)
+    report = fuzz_reader.fuzz(300, seed=20261130, timeout=20)
+    outcomes = report["outcomes"]
+    assert {k: outcomes[k] for k in fuzz_reader.BAD} == {k: 0 for k in fuzz_reader.BAD}, report
+    assert outcomes["read"] > 30 and outcomes["refused"] > 100, report
