@@ -25,6 +25,7 @@ from torch import nn
 
 from jpegfx import jpeg as jpeg_io
 from jpegfx import passes
+from jpegfx.errors import UsageError
 from jpegfx.ops import DEFAULT_MAP_BUDGET, LOWERINGS
 from jpegfx.ops.input import UPSAMPLING, JpegInputStage, batch_tensors, input_stage_key, normalization, spatial_model_input
 from jpegfx.ops.relu import MODES as RELU_MODES
@@ -66,33 +67,42 @@ class JpegModel(nn.Module):
                  seconds: float, dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         self.network, self.spec, self.records, self.seconds = network, spec, records, seconds
+        # One input stage per colour space, all built here: the spec's layout and the other colour space's
+        # default. A stage takes every sampling layout of its colour space, so running the model never
+        # adds a module (a module added in forward would be in train mode, unsaved and not thread-safe).
         self.input_stages = nn.ModuleDict()
-        self._default_key = input_stage_key(*spec.samplings())
-        self._input_stage(*spec.samplings(), dtype=dtype)
+        color_space, samplings = spec.samplings()
+        self._default_key = input_stage_key(color_space, samplings)
+        other = ("ycbcr", (jpeg_io.SUBSAMPLINGS["4:2:0"], (1, 1), (1, 1))) if color_space == "gray" else ("gray", ((1, 1),))
+        self._stage_keys = {color_space: self._default_key, other[0]: input_stage_key(*other)}
+        for space, layout in ((color_space, samplings), other):
+            self.input_stages[input_stage_key(space, layout)] = JpegInputStage(
+                spec.input_size, layout, space, spec.channels, spec.normalize, spec.upsampling, dtype)
 
     @property
     def dtype(self) -> torch.dtype:
         """The model's float type; follows ``.double()``, ``.float()``, ``.to(...)``."""
         return self.input_stages[self._default_key].pattern.dtype
 
-    def _input_stage(self, color_space: str, samplings: tuple[tuple[int, int], ...],
-                     dtype: torch.dtype | None = None) -> JpegInputStage:
-        key = input_stage_key(color_space, samplings)
-        if key not in self.input_stages:
-            stage = JpegInputStage(self.spec.input_size, samplings, color_space, self.spec.channels,
-                                   self.spec.normalize, self.spec.upsampling, dtype or self.dtype)
-            if dtype is None:  # a layout met after construction: on the model's device too
-                stage = stage.to(self.input_stages[self._default_key].pattern.device)
-            self.input_stages[key] = stage
-        return self.input_stages[key]
-
-    def input_stage(self, batch: jpeg_io.JpegBatch) -> JpegInputStage:
-        """The input stage for ``batch``'s layout; a one-line ``ValueError`` if its size does not fit."""
+    def _check_size(self, batch: jpeg_io.JpegBatch) -> None:
         if tuple(batch.size) != tuple(self.spec.input_size):
             h, w = batch.size
-            raise ValueError(f"image size {h}x{w} does not match the model's input size "
+            raise UsageError(f"image size {h}x{w} does not match the model's input size "
                              f"{self.spec.input_size[0]}x{self.spec.input_size[1]}")
-        return self._input_stage(batch.color_space, tuple(c.sampling for c in batch.components))
+
+    def input_stage(self, batch: jpeg_io.JpegBatch) -> JpegInputStage:
+        """The input stage for ``batch``'s layout; a one-line :class:`~jpegfx.errors.UsageError` if its size
+        does not fit. A layout other than the two registered ones gets a new stage in eval mode on the
+        model's device and dtype, not registered in the model (``forward`` never needs one)."""
+        self._check_size(batch)
+        samplings = tuple(c.sampling for c in batch.components)
+        key = input_stage_key(batch.color_space, samplings)
+        if key in self.input_stages:
+            return self.input_stages[key]
+        base = self.input_stages[self._stage_keys[batch.color_space]]
+        stage = JpegInputStage(self.spec.input_size, samplings, batch.color_space, self.spec.channels,
+                               self.spec.normalize, self.spec.upsampling, self.dtype)
+        return stage.to(base.pattern.device).eval()
 
     def spatial_input(self, batch: jpeg_io.JpegBatch) -> torch.Tensor:
         """What the spatial model sees for ``batch`` (float decode, channel policy, normalisation)."""
@@ -102,11 +112,13 @@ class JpegModel(nn.Module):
         """``x``: a :class:`~jpegfx.jpeg.JpegBatch`, or the normalised model input already in the
         JPEG domain, ``(N, C·64, Hb, Wb)``."""
         if isinstance(x, jpeg_io.JpegBatch):
-            return self.network(self.input_stage(x)(*batch_tensors(x)))
+            self._check_size(x)
+            stage = self.input_stages[self._stage_keys[x.color_space]]
+            return self.network(stage(*batch_tensors(x), samplings=tuple(c.sampling for c in x.components)))
         g = BlockGeometry(*self.spec.input_size)
         expected = (self.spec.channels * NCOEF, g.hb, g.wb)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-            raise ValueError(f"JPEG-domain input of shape {tuple(x.shape)} does not match the model's "
+            raise UsageError(f"JPEG-domain input of shape {tuple(x.shape)} does not match the model's "
                              f"(N, {expected[0]}, {expected[1]}, {expected[2]}) for {self.spec.channels} channel(s) "
                              f"at {g.h}x{g.w}")
         return self.network(x)
@@ -118,6 +130,20 @@ def infer_channels(model: nn.Module) -> int:
     gm = passes.trace_model(copy.deepcopy(model), context)
     passes.infer_input_channels(gm, context)
     return context.in_channels
+
+
+def check_normalize(normalize, channels: int | None = None) -> None:
+    """:class:`~jpegfx.errors.UsageError` unless ``normalize`` is "imagenet" or ``(mean, std)`` numbers with
+    one value each or one per channel (``channels`` when known; else mean and std must agree)."""
+    if channels is not None or isinstance(normalize, str):
+        normalization(normalize, channels or 3)
+        return
+    try:
+        mean, std = normalize
+        counts = {torch.as_tensor(mean).numel(), torch.as_tensor(std).numel()}
+    except (TypeError, ValueError, RuntimeError):
+        raise UsageError(f"normalize must be None, 'imagenet' or (mean, std) of numbers, got {normalize!r}") from None
+    normalization(normalize, max(counts))
 
 
 def _model_dtype(model: nn.Module) -> torch.dtype:
@@ -163,20 +189,32 @@ def convert(
     channels the input's first convolution reads. ``self_check`` (default) runs the spatial and the
     converted model on one random input and raises :class:`~jpegfx.errors.ConversionError` unless
     every value has its spatial shape and, in exact modes, the outputs agree to float rounding.
+    Options out of range raise :class:`~jpegfx.errors.UsageError` (a ``ValueError``) before any work.
     """
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"convert needs a torch.nn.Module, got {type(model).__name__}")
     if subsampling not in SUBSAMPLINGS:
-        raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}, got {subsampling!r}")
+        raise UsageError(f"subsampling must be one of {SUBSAMPLINGS}, got {subsampling!r}")
     if upsampling not in UPSAMPLING:
-        raise ValueError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
+        raise UsageError(f"upsampling must be one of {UPSAMPLING}, got {upsampling!r}")
     if relu not in RELU_MODES:
-        raise ValueError(f"relu must be one of {RELU_MODES}, got {relu!r}")
+        raise UsageError(f"relu must be one of {RELU_MODES}, got {relu!r}")
     if not 1 <= frequencies <= MAX_FREQUENCIES:
-        raise ValueError(f"frequencies must be in 1..{MAX_FREQUENCIES}, got {frequencies}")
+        raise UsageError(f"frequencies must be in 1..{MAX_FREQUENCIES}, got {frequencies}")
     if lowering != "auto" and lowering not in LOWERINGS:
-        raise ValueError(f"lowering must be 'auto' or one of {LOWERINGS}, got {lowering!r}")
+        raise UsageError(f"lowering must be 'auto' or one of {LOWERINGS}, got {lowering!r}")
     if maxpool not in ("exact", "asm"):
-        raise ValueError(f"maxpool must be 'exact' or 'asm', got {maxpool!r}")
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
+        raise UsageError(f"maxpool must be 'exact' or 'asm', got {maxpool!r}")
+    if in_channels is not None and in_channels not in (1, 3):
+        raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {in_channels}")
+    if normalize is not None:  # its form now; its length again once the pipeline knows the channels
+        check_normalize(normalize, in_channels)
+    try:
+        size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
+    except (TypeError, ValueError):
+        raise UsageError(f"input_size must be an int or (h, w), got {input_size!r}") from None
+    if len(size) != 2 or min(size) < 1:
+        raise UsageError(f"input_size must be positive (h, w), got {input_size!r}")
     start = time.perf_counter()
     options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model),
                              elide_transforms, strict, self_check)

@@ -27,6 +27,10 @@ class UsageError(JpegfxError, ValueError):
     """Bad options or arguments (command line or API), or a file that is not what it should be."""
 
 
+class UnknownOptionError(UsageError, TypeError):
+    """An option (keyword) a function does not take; also a ``TypeError``, as Python raises for one."""
+
+
 class ConversionError(JpegfxError):
     """A model could not be converted; ``pass_name`` names the pass that failed."""
 

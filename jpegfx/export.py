@@ -47,12 +47,13 @@ import torch
 from torch import nn
 
 from jpegfx import jpeg as jpeg_io
+from jpegfx.errors import UsageError
 from jpegfx.ops.input import batch_tensors
 
 log = logging.getLogger(__name__)
 
-__all__ = ["OnnxSpec", "PROTOBUF_LIMIT", "export_onnx", "input_names", "read_spec", "sampling_ratios",
-           "spec_from_metadata", "tensor_bytes"]
+__all__ = ["OnnxSpec", "PROTOBUF_LIMIT", "check_output_path", "export_onnx", "input_names", "read_spec",
+           "sampling_ratios", "spec_from_metadata", "tensor_bytes"]
 
 PROTOBUF_LIMIT = 2**31
 """Bytes a single protobuf message (one ``.onnx`` file without external data) can hold."""
@@ -156,23 +157,23 @@ def _output_names(network: nn.Module, wrapper: nn.Module, args) -> list[str]:
             return ["logits"]
         if isinstance(result, (tuple, list)) and result and all(isinstance(r, torch.fx.Node) for r in result):
             return ["logits"] + [f"output_{i}" for i in range(1, len(result))]
-        raise ValueError("export needs a network that returns a tensor or a flat tuple of tensors")
+        raise UsageError("export needs a network that returns a tensor or a flat tuple of tensors")
     with torch.no_grad():
         result = wrapper(*args)
     if isinstance(result, torch.Tensor):
         return ["logits"]
     if isinstance(result, (tuple, list)) and result and all(isinstance(o, torch.Tensor) for o in result):
         return ["logits"] + [f"output_{i}" for i in range(1, len(result))]
-    raise ValueError(f"export needs a network that returns a tensor or a tuple of tensors, got {type(result).__name__}")
+    raise UsageError(f"export needs a network that returns a tensor or a tuple of tensors, got {type(result).__name__}")
 
 
 def _check_class_names(model, class_names: list[str]) -> None:
     dims = model.graph.output[0].type.tensor_type.shape.dim
     shape = tuple(d.dim_value if d.HasField("dim_value") else d.dim_param for d in dims)
     if len(shape) != 2:
-        raise ValueError(f"class names need (batch, classes) logits, the model's output has shape {shape}")
+        raise UsageError(f"class names need (batch, classes) logits, the model's output has shape {shape}")
     if shape[1] != len(class_names):
-        raise ValueError(f"{len(class_names)} class names for a model with {shape[1]} classes")
+        raise UsageError(f"{len(class_names)} class names for a model with {shape[1]} classes")
 
 
 def _normalize_json(normalize) -> str:
@@ -194,8 +195,28 @@ def _check_size(wrapper: nn.Module, network: nn.Module) -> int:
     hint = (f"{len(fused)} conv(s) use the fused lowering (e.g. {fused[0]}): convert with lowering='factored' "
             "(or a smaller map_budget) to make it fit" if fused else "no conv uses the fused lowering: the weights "
             "themselves are too large")
-    raise ValueError(f"the model's parameters and buffers take {need / 2**30:.2f} GiB, more than one "
+    raise UsageError(f"the model's parameters and buffers take {need / 2**30:.2f} GiB, more than one "
                      f"self-contained .onnx file can hold (protobuf limit 2 GiB); {hint}")
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if a file can be written there (it is not a directory, and its
+    nearest existing ancestor is a writable directory); :class:`~jpegfx.errors.UsageError` otherwise.
+    Cheap: callers check before converting or exporting."""
+    path = Path(path)
+    try:
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory; give a file name, e.g. {path / 'model.onnx'}")
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"{path}: cannot create it: {parent} is not a directory")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{path}: cannot write there: no write permission in {parent}")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write there: {exc.strerror or _one_line(exc)}") from None
+    return path
 
 
 def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
@@ -204,16 +225,17 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
     JPEG layout to one self-contained ONNX file at ``path``; returns the path.
 
     ``class_names`` (one per output class) are stored in the metadata for
-    :class:`jpegfx.runtime.Session`. Raises ``ValueError`` for a model in train mode, for class names
-    that are not strings, and for a model too large for one file (see the module docstring).
+    :class:`jpegfx.runtime.Session`. Raises :class:`~jpegfx.errors.UsageError` (a ``ValueError``) for
+    a model in train mode, for class names that are not strings or not one per class, for a model too
+    large for one file (see the module docstring) and for a ``path`` that cannot be written.
     """
     if any(m.training for m in jpeg_model.modules()):
-        raise ValueError("export needs eval mode: call jpeg_model.eval()")
+        raise UsageError("export needs eval mode: call jpeg_model.eval()")
     if class_names is not None:
         class_names = list(class_names)
         if not all(isinstance(c, str) for c in class_names):
-            raise ValueError("class_names must be strings")
-    path = Path(path)
+            raise UsageError("class_names must be strings")
+    path = check_output_path(path)
     spec = jpeg_model.spec
     color_space, samplings = spec.samplings()
     batch = _trace_batch(spec, _TRACE_BATCH)
@@ -236,7 +258,7 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
             )
     except (RuntimeError, ValueError) as exc:  # constants folded at export time can still overflow protobuf
         if "2GB" in str(exc) or "2GiB" in str(exc) or "protobuf" in str(exc).lower():
-            raise ValueError("the exported graph exceeds protobuf's 2 GiB limit for one self-contained .onnx file; "
+            raise UsageError("the exported graph exceeds protobuf's 2 GiB limit for one self-contained .onnx file; "
                              "convert with lowering='factored' or a smaller input size") from exc
         raise
     traced = time.perf_counter() - start
@@ -272,12 +294,15 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
     onnx.helper.set_model_props(model, props)
     model.producer_name, model.producer_version = "jpegfx", __version__
 
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")  # replaced atomically below
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save_model(model, os.fspath(tmp))
         onnx.checker.check_model(os.fspath(tmp))
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"{path}: cannot write the ONNX file: {exc.strerror or _one_line(exc)}") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -288,58 +313,154 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
     return path
 
 
-def _json(meta: Mapping[str, str], key: str, source: str):
+class _BadMetadata(Exception):
+    """One problem with one metadata key; :func:`spec_from_metadata` turns it into a UsageError."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(key, problem)
+        self.key, self.problem = key, problem
+
+
+def _field(meta: Mapping[str, str], key: str) -> str:
+    if key not in meta:
+        raise _BadMetadata(key, "missing")
+    return meta[key]
+
+
+def _json(meta: Mapping[str, str], key: str):
     try:
-        return json.loads(meta[key])
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{source}: bad jpegfx metadata {key!r}: {exc}") from None
+        return json.loads(_field(meta, key))
+    except json.JSONDecodeError as exc:
+        raise _BadMetadata(key, f"not JSON ({exc.msg})") from None
+
+
+def _int(meta: Mapping[str, str], key: str, low: int, high: int | None = None) -> int:
+    text = _field(meta, key)
+    try:
+        value = int(text)
+    except ValueError:
+        raise _BadMetadata(key, f"{text!r} is not an integer") from None
+    if value < low or (high is not None and value > high):
+        raise _BadMetadata(key, f"{value} is outside {low}..{'' if high is None else high}")
+    return value
+
+
+def _strings(meta: Mapping[str, str], key: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
+    value = _json(meta, key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise _BadMetadata(key, "expected a non-empty JSON list of strings")
+    if allowed is not None and set(value) - set(allowed):
+        raise _BadMetadata(key, f"unknown name(s) {sorted(set(value) - set(allowed))}; expected some of {list(allowed)}")
+    return tuple(value)
+
+
+def _choice(meta: Mapping[str, str], key: str, choices: Sequence[str]) -> str:
+    value = _field(meta, key)
+    if value not in choices:
+        raise _BadMetadata(key, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _input_size(meta: Mapping[str, str]) -> tuple[int, int]:
+    text = _field(meta, "input_size")
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise _BadMetadata("input_size", f"{text!r} is not HxW") from None
+    if h < 1 or w < 1:
+        raise _BadMetadata("input_size", f"{text!r}: sizes must be positive")
+    return h, w
+
+
+def _samplings(meta: Mapping[str, str], color_space: str, subsampling: str) -> tuple[tuple[int, int], ...]:
+    value = _json(meta, "samplings")
+    count = 1 if color_space == "gray" else 3
+    if (not isinstance(value, list) or len(value) != count
+            or not all(isinstance(s, list) and len(s) == 2 and all(type(f) is int for f in s) for s in value)):
+        raise _BadMetadata("samplings", f"expected {count} [v, h] pair(s) of integers for {color_space}, got {value}")
+    samplings = tuple((v, h) for v, h in value)
+    if not all(1 <= f <= 4 for s in samplings for f in s):
+        raise _BadMetadata("samplings", f"sampling factors must be 1..4, got {value}")
+    ratios = sampling_ratios(samplings)
+    if any(r < 0 for pair in ratios for r in pair):
+        raise _BadMetadata("samplings", f"{value}: every factor must divide the largest one")
+    luma = (1, 1) if subsampling == "gray" else jpeg_io.SUBSAMPLINGS[subsampling]
+    expected = ((1, 1),) if color_space == "gray" else (luma, (1, 1), (1, 1))
+    if ratios != sampling_ratios(expected):
+        raise _BadMetadata("samplings", f"{value} is not the layout of subsampling {subsampling!r}")
+    return samplings
+
+
+def _normalize(meta: Mapping[str, str], channels: int):
+    if _field(meta, "normalize") == "none":
+        return None
+    norm = _json(meta, "normalize")
+    try:
+        mean, std = (tuple(float(v) for v in norm[k]) for k in ("mean", "std"))
+    except (TypeError, ValueError, KeyError):
+        raise _BadMetadata("normalize", 'expected "none" or {"mean": [...], "std": [...]} of numbers') from None
+    if not all(len(v) in (1, channels) for v in (mean, std)) or min(std) <= 0:
+        raise _BadMetadata("normalize", f"expected 1 or {channels} values each and a positive std, got {norm}")
+    return mean, std
 
 
 def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSpec:
     """An :class:`OnnxSpec` from ONNX ``metadata_props`` (e.g. onnxruntime's ``custom_metadata_map``);
-    ``ValueError`` (one line naming ``source``) when the jpegfx metadata is missing or malformed."""
+    :class:`~jpegfx.errors.UsageError` (a ``ValueError``; one line naming ``source`` and the key) when
+    the jpegfx metadata is missing, malformed or inconsistent (e.g. samplings that are not the layout of
+    ``subsampling``, class names that are not strings)."""
+    from jpegfx.convert import SUBSAMPLINGS
+    from jpegfx.ops.input import UPSAMPLING
+    from jpegfx.ops.relu import MODES as RELU_MODES
+    from jpegfx.transforms import MAX_FREQUENCIES
+
     if "jpegfx_version" not in meta:
-        raise ValueError(f"{source}: not a jpegfx model (no jpegfx metadata in the ONNX file); "
+        raise UsageError(f"{source}: not a jpegfx model (no jpegfx metadata in the ONNX file); "
                          "export it with jpegfx.export.export_onnx")
     try:
-        h, w = (int(v) for v in meta["input_size"].lower().split("x"))
-        normalize = None
-        if meta["normalize"] != "none":
-            norm = _json(meta, "normalize", source)
-            normalize = (tuple(float(v) for v in norm["mean"]), tuple(float(v) for v in norm["std"]))
-        class_names = meta.get("class_names")
+        color_space = _choice(meta, "color_space", ("gray", "ycbcr"))
+        subsampling = _choice(meta, "subsampling", SUBSAMPLINGS)
+        if (subsampling == "gray") != (color_space == "gray"):
+            raise _BadMetadata("subsampling", f"{subsampling!r} does not go with color_space {color_space!r}")
+        channels = _int(meta, "channels", 1, 3)
+        if channels == 2:
+            raise _BadMetadata("channels", "2 is neither gray (1) nor colour (3)")
         return OnnxSpec(
             jpegfx_version=meta["jpegfx_version"],
-            input_size=(h, w),
-            channels=int(meta["channels"]),
-            subsampling=meta["subsampling"],
-            color_space=meta["color_space"],
-            samplings=tuple((int(v), int(hh)) for v, hh in _json(meta, "samplings", source)),
-            normalize=normalize,
-            upsampling=meta["upsampling"],
-            relu=meta["relu"],
-            frequencies=int(meta["frequencies"]),
-            input_names=tuple(_json(meta, "input_names", source)),
-            output_names=tuple(_json(meta, "output_names", source)) if "output_names" in meta else ("logits",),
-            class_names=None if class_names is None else tuple(_json(meta, "class_names", source)),
+            input_size=_input_size(meta),
+            channels=channels,
+            subsampling=subsampling,
+            color_space=color_space,
+            samplings=_samplings(meta, color_space, subsampling),
+            normalize=_normalize(meta, channels),
+            upsampling=_choice(meta, "upsampling", UPSAMPLING),
+            relu=_choice(meta, "relu", RELU_MODES),
+            frequencies=_int(meta, "frequencies", 1, MAX_FREQUENCIES),
+            input_names=_strings(meta, "input_names", input_names(color_space)),
+            output_names=_strings(meta, "output_names") if "output_names" in meta else ("logits",),
+            class_names=_strings(meta, "class_names") if "class_names" in meta else None,
             dtype=meta.get("dtype", "float32"),
         )
-    except KeyError as exc:
-        raise ValueError(f"{source}: jpegfx metadata lacks {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        if str(exc).startswith(source):
-            raise
-        raise ValueError(f"{source}: bad jpegfx metadata: {' '.join(str(exc).split())}") from None
+    except _BadMetadata as bad:
+        problem = "missing" if bad.problem == "missing" else f"bad: {_one_line(bad.problem)}"
+        raise UsageError(f"{source}: jpegfx metadata {bad.key!r} {problem}") from None
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
 def read_spec(path: str | os.PathLike) -> OnnxSpec:
-    """The :class:`OnnxSpec` stored in an exported file (``ValueError`` if it has no jpegfx metadata)."""
+    """The :class:`OnnxSpec` stored in an exported file (:class:`~jpegfx.errors.UsageError`, a
+    ``ValueError``, if it is missing, not ONNX, or has no valid jpegfx metadata)."""
     import onnx
 
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, not an ONNX file")
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except FileNotFoundError:
-        raise ValueError(f"{path}: no such file") from None
+        raise UsageError(f"{path}: no such file") from None
     except Exception as exc:  # onnx raises DecodeError and friends for non-ONNX files
-        raise ValueError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
+        raise UsageError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
     return spec_from_metadata({p.key: p.value for p in model.metadata_props}, str(path))

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from jpegfx.errors import UnknownOptionError, UsageError
+
 __all__ = [
     "MODELS", "BasicBlock", "Bottleneck", "CifarResNet", "PreActBlock", "PreActResNet", "ResNet",
     "ShortcutA", "create_model", "preact_resnet18", "paper", "randomize_batchnorm", "resnet18",
@@ -164,7 +166,7 @@ class CifarResNet(nn.Module):
                  shortcut: str = "A") -> None:
         super().__init__()
         if shortcut not in ("A", "B"):
-            raise ValueError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
+            raise UsageError(f"shortcut must be 'A' or 'B', got {shortcut!r}")
         self.conv1 = conv3x3(in_channels, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
@@ -313,16 +315,17 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 def create_model(name: str, **options: object) -> nn.Module:
     """Build the registered model ``name`` with keyword ``options``.
 
-    Raises :class:`ValueError` for an unknown name and :class:`TypeError` for an unknown option.
+    Raises :class:`~jpegfx.errors.UsageError` (a ``ValueError``) for an unknown name and
+    :class:`~jpegfx.errors.UnknownOptionError` (a ``TypeError``) for an unknown option.
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
+        raise UsageError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     factory = MODELS[name]
     valid = list(inspect.signature(factory).parameters)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise TypeError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
-                        f"valid options: {', '.join(valid)}")
+        raise UnknownOptionError(f"unknown option(s) {', '.join(unknown)} for model {name!r}; "
+                                 f"valid options: {', '.join(valid)}")
     return factory(**options)
 
 

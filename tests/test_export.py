@@ -172,3 +172,41 @@ def test_read_spec_refuses_foreign_files(tmp_path):
     (tmp_path / "junk.onnx").write_bytes(b"\x00not onnx at all")
     with pytest.raises(ValueError, match="junk.onnx"):
         read_spec(tmp_path / "junk.onnx")
+
+
+def test_running_other_layouts_adds_no_module_and_export_still_works(tmp_path):
+    """A 3-channel model fed gray and 4:4:4 batches (layouts other than its spec's) keeps its module
+    tree: nothing is built inside ``forward``, so nothing is left in train mode for export to refuse."""
+    torch.manual_seed(0)
+    spatial = models.randomize_batchnorm(models.create_model("paper", in_channels=3),
+                                         torch.Generator().manual_seed(0)).eval()
+    jpeg_model = jpegfx.convert(spatial, 32, subsampling="4:2:0").eval()
+    before = [name for name, _ in jpeg_model.named_modules()]
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2)) * 255
+    gray = encode(images[:, :1], quality=80, subsampling="4:2:0")  # one channel: a gray batch
+    full = encode(images, quality=80, subsampling="4:4:4")
+    assert gray.color_space == "gray" and full.subsampling == "4:4:4"
+    for batch in (gray, full):
+        report = jpegfx.verify(spatial, jpeg_model, batch)
+        assert report.max_rel_error <= RTOL, report.summary()
+    assert [name for name, _ in jpeg_model.named_modules()] == before
+    assert not any(m.training for m in jpeg_model.modules())
+    stage = jpeg_model.input_stage(full)  # a layout of its own: built on demand, outside the model
+    assert stage.samplings == ((1, 1),) * 3 and not stage.training
+    assert [name for name, _ in jpeg_model.named_modules()] == before
+    assert export_onnx(jpeg_model, tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("where, needle", [
+    ("dir", "is a directory; give a file name"),
+    ("under-file", "is not a directory"),
+], ids=["directory", "under-a-regular-file"])
+def test_unwritable_path_is_one_line_usage_error(tmp_path, where, needle):
+    from jpegfx.errors import UsageError
+
+    (tmp_path / "file").write_text("x")
+    path = tmp_path if where == "dir" else tmp_path / "file" / "m.onnx"
+    with pytest.raises(UsageError, match=needle) as info:
+        export_onnx(tiny_model(), path)
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{path}: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -23,6 +23,7 @@ import torch
 
 from jpegfx import jpeg as jpeg_io
 from jpegfx import transforms as T
+from jpegfx.errors import UsageError
 from jpegfx.ops.base import DerivedMaps, PaddingMask, add_channel_constant
 from jpegfx.transforms import NCOEF, BlockGeometry
 
@@ -31,24 +32,32 @@ UPSAMPLING = ("fancy", "nearest")
 
 
 def normalization(normalize, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, std)`` float64 (channels,) from ``None`` (pixels / 255), "imagenet" or ``(mean, std)``."""
+    """``(mean, std)`` float64 (channels,) from ``None`` (pixels / 255), "imagenet" or ``(mean, std)``
+    (one value for every channel, or one per channel). :class:`~jpegfx.errors.UsageError` otherwise."""
     if normalize is None:
         return torch.zeros(channels, dtype=torch.float64), torch.ones(channels, dtype=torch.float64)
     if isinstance(normalize, str):
         if normalize != "imagenet":
-            raise ValueError(f"normalize must be None, 'imagenet' or (mean, std), got {normalize!r}")
+            raise UsageError(f"normalize must be None, 'imagenet' or (mean, std), got {normalize!r}")
         normalize = IMAGENET
-    mean, std = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in normalize)
+    try:
+        mean, std = (torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in normalize)
+    except (TypeError, ValueError, RuntimeError):
+        raise UsageError(f"normalize must be None, 'imagenet' or (mean, std) of numbers, got {normalize!r}") from None
+    for name, values in (("mean", mean), ("std", std)):
+        if values.numel() not in (1, channels):
+            raise UsageError(f"normalisation {name} has {values.numel()} value(s) for a model with {channels} input "
+                             f"channel(s): give 1 or {channels}")
     mean, std = mean.expand(channels).clone(), std.expand(channels).clone()
     if bool((std <= 0).any()):
-        raise ValueError("normalisation std must be positive")
+        raise UsageError("normalisation std must be positive")
     return mean, std
 
 
 def colour_map(color_space: str, channels: int) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
     """``(M, b, used)``: model pixels (0–255) ``= M · ycc[used] + b`` for the level-shifted components."""
     if channels not in (1, 3):
-        raise ValueError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
+        raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
     if color_space == "gray":
         return torch.ones(channels, 1, dtype=torch.float64), torch.zeros(channels, dtype=torch.float64), [0]
     if color_space != "ycbcr":
@@ -83,30 +92,38 @@ class JpegInputStage(DerivedMaps):
         self.register_map("mix", a, dtype)
         self.register_map("offset", d, dtype)
         self.register_map("pattern", self.geometry.constant_pattern(), dtype)
-        vmax = max(v for v, _ in self.samplings)
-        hmax = max(h for _, h in self.samplings)
-        self.sizes = [(-(-size[0] * v // vmax), -(-size[1] * h // hmax)) for v, h in self.samplings]
-        self.factors = [(vmax // v, hmax // h) for v, h in self.samplings]
+        self.sizes, self.factors = component_layout(size, self.samplings)
         self.mask = PaddingMask(self.geometry, dtype)
 
     def key(self) -> str:
         return input_stage_key(self.color_space, self.samplings)
 
-    def _component(self, coefficients: torch.Tensor, table: torch.Tensor, j: int) -> torch.Tensor:
+    def _component(self, coefficients: torch.Tensor, table: torch.Tensor, size: tuple[int, int],
+                   factor: tuple[int, int]) -> torch.Tensor:
         dtype = self.mix.dtype
         hb, wb = coefficients.shape[1], coefficients.shape[2]
         f = coefficients.to(dtype).reshape(-1, hb, wb, NCOEF) * table.to(dtype).reshape(-1, 1, 1, NCOEF)
         f = f.permute(0, 3, 1, 2)  # (N, 64, Hb_j, Wb_j)
-        if self.sizes[j] == (self.geometry.h, self.geometry.w):
+        if size == (self.geometry.h, self.geometry.w):
             return self.mask(f)
-        plane = T.from_dct(f, self.sizes[j])
-        size = (self.geometry.h, self.geometry.w)
-        return T.to_dct(jpeg_io.upsample_chroma(plane, self.factors[j], size, self.upsampling))
+        plane = T.from_dct(f, size)
+        full = (self.geometry.h, self.geometry.w)
+        return T.to_dct(jpeg_io.upsample_chroma(plane, factor, full, self.upsampling))
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+        """``samplings``: the inputs' per-component ``(v, h)`` factors when they are not the stage's own
+        (same colour space; only the ratios to the largest factor matter). The stage is the same module
+        for every layout of its colour space, so a model never builds a module while it runs."""
         k = len(inputs) // 2
         coefficients, tables = inputs[:k], inputs[k:]
-        planes = torch.stack([self._component(coefficients[j], tables[j], j) for j in self.used], dim=1)
+        if samplings is None or tuple(samplings) == self.samplings:
+            sizes, factors = self.sizes, self.factors
+        else:
+            if len(samplings) != k:
+                raise ValueError(f"{len(samplings)} sampling factors for {k} component(s)")
+            sizes, factors = component_layout((self.geometry.h, self.geometry.w), tuple(samplings))
+        planes = torch.stack([self._component(coefficients[j], tables[j], sizes[j], factors[j]) for j in self.used],
+                             dim=1)
         n, hb, wb = planes.shape[0], planes.shape[-2], planes.shape[-1]
         x = torch.matmul(self.mix, planes.reshape(n, len(self.used), -1)).reshape(n, self.channels * NCOEF, hb, wb)
         return add_channel_constant(x, self.offset, self.pattern)
@@ -114,6 +131,16 @@ class JpegInputStage(DerivedMaps):
     def extra_repr(self) -> str:
         return (f"{self.geometry.h}x{self.geometry.w}, {self.color_space} {self.samplings} -> {self.channels} "
                 f"channel(s), upsampling={self.upsampling}")
+
+
+def component_layout(size: tuple[int, int], samplings: tuple[tuple[int, int], ...]
+                     ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Per component, its logical size ``(h_c, w_c) = ceil(size · factor / max factor)`` and its upsampling
+    factors ``(v_max / v, h_max / h)``."""
+    vmax = max(v for v, _ in samplings)
+    hmax = max(h for _, h in samplings)
+    sizes = [(-(-size[0] * v // vmax), -(-size[1] * h // hmax)) for v, h in samplings]
+    return sizes, [(vmax // v, hmax // h) for v, h in samplings]
 
 
 def input_stage_key(color_space: str, samplings) -> str:
