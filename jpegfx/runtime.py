@@ -26,8 +26,9 @@ from typing import Sequence, Union
 import numpy as np
 
 from jpegfx import jpeg as jpeg_io
+from jpegfx.errors import JpegError, JpegfxError, UsageError
 from jpegfx.export import OnnxSpec, input_names, sampling_ratios, spec_from_metadata
-from jpegfx.jpeg import JpegBatch, JpegError
+from jpegfx.jpeg import JpegBatch
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,41 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """The exception types onnxruntime raises for a model or a feed it cannot handle."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NoModel", "NotFound",
+             "NotImplemented", "RuntimeException", "EngineError", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError,)
+
+
+def _blocks(size: tuple[int, int], samplings: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Per component, its block grid ``(ceil(h_c / 8), ceil(w_c / 8))`` with ``h_c = ceil(h · v / v_max)``."""
+    def ceil(a: int, b: int) -> int:
+        return -(-a // b)
+
+    vmax = max(v for v, _ in samplings)
+    hmax = max(h for _, h in samplings)
+    return [(ceil(ceil(size[0] * v, vmax), 8), ceil(ceil(size[1] * h, hmax), 8)) for v, h in samplings]
+
+
+def _shape_text(shape: Sequence[object]) -> str:
+    return "[" + ", ".join(str(d) if isinstance(d, int) else "N" for d in shape) + "]"
+
+
 class Session:
     """An exported JPEG model in onnxruntime.
 
-    ``path``: an ``.onnx`` file written by :func:`jpegfx.export.export_onnx` (``ValueError`` for a file
-    without jpegfx metadata or one onnxruntime cannot load). ``providers``: onnxruntime execution
-    providers in order of preference (default :func:`default_providers`). ``intra_op_threads``: the
-    size of onnxruntime's intra-op thread pool (default: onnxruntime's choice).
+    ``path``: an ``.onnx`` file written by :func:`jpegfx.export.export_onnx`. ``providers``:
+    onnxruntime execution providers in order of preference (default :func:`default_providers`).
+    ``intra_op_threads``: the size of onnxruntime's intra-op thread pool (default: onnxruntime's choice).
+
+    Loading checks the jpegfx metadata against itself and against the graph (input names, element
+    types and block grids for the metadata's size and layout, the number of classes against
+    ``class_names``). Every problem with the file — missing, not ONNX, no or bad jpegfx metadata,
+    metadata that disagrees with the graph, onnxruntime failing to load or run it — raises a one-line
+    :class:`~jpegfx.errors.UsageError` (a ``ValueError``) naming the file.
     """
 
     def __init__(self, path: PathLike, providers: Sequence[str] | None = None,
@@ -92,29 +121,60 @@ class Session:
         self.path = Path(path)
         options = ort.SessionOptions()
         if intra_op_threads is not None:
-            if intra_op_threads < 1:
-                raise ValueError(f"intra_op_threads must be positive, got {intra_op_threads}")
-            options.intra_op_num_threads = int(intra_op_threads)
+            if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or intra_op_threads < 1:
+                raise UsageError(f"intra_op_threads must be a positive integer, got {intra_op_threads!r}")
+            options.intra_op_num_threads = intra_op_threads
         providers = list(providers) if providers is not None else default_providers()
+        if self.path.is_dir():
+            raise UsageError(f"{self.path}: is a directory, not an ONNX file")
         if not self.path.is_file():
-            raise ValueError(f"{self.path}: no such file")
+            raise UsageError(f"{self.path}: no such file")
         try:
             self._session = ort.InferenceSession(os.fspath(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
-            raise ValueError(f"{self.path}: onnxruntime cannot load it: {_one_line(exc)}") from None
+            raise UsageError(f"{self.path}: onnxruntime cannot load it: {_one_line(exc)}") from None
         meta = self._session.get_modelmeta().custom_metadata_map
         self.spec: OnnxSpec = spec_from_metadata(meta, str(self.path))
-        graph_inputs = tuple(i.name for i in self._session.get_inputs())
-        known = set(input_names(self.spec.color_space))
-        if set(graph_inputs) - known:
-            raise ValueError(f"{self.path}: unexpected ONNX inputs {sorted(set(graph_inputs) - known)} "
-                             f"for a {self.spec.color_space} model")
-        self._inputs = graph_inputs
+        self._inputs = tuple(i.name for i in self._session.get_inputs())
         self._output = self._session.get_outputs()[0].name
         self._ratios = self.spec.ratios()
+        self._check_graph()
         log.info("loaded %s (%s %s, %s) with %s", self.path, self.spec.size_text, self.spec.layout,
                  "no class names" if self.spec.class_names is None else f"{len(self.spec.class_names)} classes",
                  self.providers)
+
+    def _check_graph(self) -> None:
+        """The graph's inputs and output agree with the metadata (one-line UsageError otherwise)."""
+        spec, where = self.spec, f"{self.path}: jpegfx metadata disagrees with the graph"
+        known = input_names(spec.color_space)
+        if set(self._inputs) - set(known):
+            raise UsageError(f"{where}: unexpected ONNX inputs {sorted(set(self._inputs) - set(known))} "
+                             f"for a {spec.color_space} model")
+        if set(self._inputs) != set(spec.input_names):
+            raise UsageError(f"{where}: input_names {list(spec.input_names)} vs the graph's {list(self._inputs)}")
+        components = len(spec.samplings)
+        blocks = _blocks(spec.input_size, spec.samplings)
+        for node in self._session.get_inputs():
+            index = known.index(node.name)
+            if index < components:
+                want, dtype = [None, *blocks[index], 8, 8], "tensor(int16)"
+            else:
+                want, dtype = [None, 64], "tensor(int32)"
+            shape = list(node.shape)
+            fits = len(shape) == len(want) and all(
+                w is None or not isinstance(d, int) or d == w for d, w in zip(shape, want))
+            if not fits:
+                raise UsageError(f"{where}: input {node.name!r} has shape {_shape_text(shape)}, the metadata's "
+                                 f"{spec.size_text} {spec.layout} needs {_shape_text(want)}; re-export the model")
+            if node.type != dtype:
+                raise UsageError(f"{where}: input {node.name!r} is {node.type}, expected {dtype}")
+        if spec.class_names is not None:
+            shape = list(self._session.get_outputs()[0].shape)
+            if len(shape) != 2:
+                raise UsageError(f"{where}: class_names need (batch, classes) logits, the output has shape "
+                                 f"{_shape_text(shape)}")
+            if isinstance(shape[1], int) and shape[1] != len(spec.class_names):
+                raise UsageError(f"{where}: {len(spec.class_names)} class_names for {shape[1]} classes")
 
     @property
     def providers(self) -> list[str]:
@@ -134,7 +194,8 @@ class Session:
 
         Raises :class:`~jpegfx.jpeg.JpegError` (a ``ValueError``) with one line that starts with the
         file name (``name``, or the path) for an unreadable file, a size other than the model's, gray
-        vs colour, or a different chroma layout.
+        vs colour, or a different chroma layout. Sampling factors need not equal the model's, only
+        their ratios (a gray JPEG with sampling 2x2 reads like one with 1x1).
         """
         if isinstance(batch_or_path, JpegBatch):
             batch = batch_or_path
@@ -159,14 +220,15 @@ class Session:
                 return f"colour JPEG (YCbCr {batch.subsampling}) does not match the model's grayscale input; {hint}"
             return (f"grayscale JPEG does not match the model's colour input (YCbCr {spec.subsampling}); "
                     "re-export with subsampling='gray' or convert the image to colour")
-        ratios = sampling_ratios([c.sampling for c in batch.components])
-        if ratios != self._ratios:
+        samplings = tuple(c.sampling for c in batch.components)
+        if sampling_ratios(samplings) != self._ratios:
+            detail = f"sampling factors (v, h) {samplings} vs the model's {spec.samplings}"
             if batch.subsampling in _EXPORTABLE:
                 hint = f"re-export with subsampling='{batch.subsampling}' or re-encode the image as {spec.subsampling}"
             else:
                 hint = f"re-encode the image as {spec.subsampling}"
-            return (f"subsampling {batch.subsampling} does not match the model's {spec.subsampling} "
-                    f"(a model takes only the layout it was exported for); {hint}")
+            return (f"subsampling {batch.subsampling} does not match the model's {spec.subsampling} ({detail}; "
+                    f"a model takes only the layout it was exported for); {hint}")
         return None
 
     # -- running -----------------------------------------------------------------------------
@@ -181,52 +243,87 @@ class Session:
         return {n: np.ascontiguousarray(arrays[n].numpy(), dtype=dtypes[n]) for n in self._inputs}
 
     def run(self, batch: JpegBatch) -> np.ndarray:
-        """The model's first output (logits) for a checked batch, as a numpy array."""
+        """The model's first output (logits) for a checked batch, as a numpy array; a one-line
+        :class:`~jpegfx.errors.UsageError` naming the model file if onnxruntime fails to run it."""
         self.check(batch)
-        return self._session.run([self._output], self._feed(batch))[0]
+        feed = self._feed(batch)
+        try:
+            return self._session.run([self._output], feed)[0]
+        except _ort_errors() as exc:
+            raise UsageError(f"{self.path}: onnxruntime cannot run the model: {_one_line(exc)}") from None
 
     def predict(self, paths: Sequence[PathLike], batch_size: int = 32, top_k: int = 5,
                 on_error: str = "raise") -> list[Prediction]:
         """Top-``top_k`` classes (softmax probabilities) for each JPEG file, in the order given.
 
-        Files are read, checked and run ``batch_size`` at a time. ``on_error="raise"`` (default): the
-        first file that cannot be read or does not fit the model raises its one-line
-        :class:`~jpegfx.jpeg.JpegError` (naming the file). ``on_error="skip"``: such a file is logged
-        as a warning and gets a :class:`Prediction` with ``error`` set; the others are still run.
+        Files are read, checked and run ``batch_size`` at a time; within a batch, files whose sampling
+        factors differ but read alike (same ratios, e.g. gray 1x1 and 2x2) run as separate groups.
+        ``on_error="raise"`` (default): the first file that cannot be read or does not fit the model
+        raises its one-line :class:`~jpegfx.jpeg.JpegError` (naming the file). ``on_error="skip"``:
+        such a file gets a :class:`Prediction` with ``error`` set (one line starting with its path,
+        logged at INFO) and every other file still gets its result, whatever its neighbours. Bad
+        arguments raise :class:`~jpegfx.errors.UsageError` (a ``ValueError``).
         """
         if on_error not in ("raise", "skip"):
-            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-        if batch_size < 1 or top_k < 1:
-            raise ValueError(f"batch_size and top_k must be positive, got {batch_size} and {top_k}")
+            raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        for name, value in (("batch_size", batch_size), ("top_k", top_k)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         paths = [os.fspath(p) for p in paths]
         results: list[Prediction] = []
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            good: list[tuple[int, JpegBatch]] = []
-            slots: list[Prediction | None] = []
-            for p in chunk:
+            slots: list[Prediction | None] = [None] * len(chunk)
+            groups: dict[tuple, list[tuple[int, JpegBatch]]] = {}
+            for slot, p in enumerate(chunk):
                 try:
-                    good.append((len(slots), self.check(p)))
-                    slots.append(None)
-                except (JpegError, ValueError, OSError) as exc:
+                    batch = self.check(p)
+                except (JpegfxError, OSError) as exc:
                     if on_error == "raise":
                         raise
-                    message = _one_line(exc)
-                    log.warning("skipping %s", message if message.startswith(p) else f"{p}: {message}")
-                    slots.append(Prediction(p, (), (), None, message))
-            if good:
-                logits = self.run(jpeg_io.stack([b for _, b in good]))
-                if logits.ndim != 2:
-                    raise ValueError(f"{self.path}: predict needs (N, classes) logits, the model gives "
-                                     f"shape {logits.shape}")
-                probs = _softmax(logits)
-                k = min(top_k, probs.shape[1])
-                order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-                for row, (slot, _) in enumerate(good):
-                    idx = tuple(int(i) for i in order[row])
-                    labels = None if self.class_names is None else tuple(self.class_names[i] for i in idx)
-                    slots[slot] = Prediction(chunk[slot], idx, tuple(float(probs[row, i]) for i in idx), labels)
+                    slots[slot] = self._failed(p, exc)
+                    continue
+                layout = tuple((c.sampling, c.blocks) for c in batch.components)
+                groups.setdefault(layout, []).append((slot, batch))
+            for members in groups.values():
+                self._predict_group(chunk, members, slots, top_k, on_error)
             results.extend(slots)  # type: ignore[arg-type]
         return results
+
+    def _failed(self, path: str, exc: BaseException) -> Prediction:
+        message = _one_line(exc)
+        message = message if message.startswith(path) else f"{path}: {message}"
+        log.info("skipping %s", message)
+        return Prediction(path, (), (), None, message)
+
+    def _predict_group(self, chunk: list[str], members: list[tuple[int, JpegBatch]],
+                       slots: list[Prediction | None], top_k: int, on_error: str) -> None:
+        """Run files of one layout together; if that fails, each alone, so a failure is one file's."""
+        try:
+            logits = self.run(jpeg_io.stack([b for _, b in members]))
+        except JpegfxError as exc:
+            if on_error == "raise":
+                raise
+            if len(members) > 1:
+                for member in members:
+                    self._predict_group(chunk, [member], slots, top_k, on_error)
+                return
+            slots[members[0][0]] = self._failed(chunk[members[0][0]], exc)
+            return
+        probs = self._probabilities(logits)
+        k = min(top_k, probs.shape[1])
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        for row, (slot, _) in enumerate(members):
+            idx = tuple(int(i) for i in order[row])
+            labels = None if self.class_names is None else tuple(self.class_names[i] for i in idx)
+            slots[slot] = Prediction(chunk[slot], idx, tuple(float(probs[row, i]) for i in idx), labels)
+
+    def _probabilities(self, logits: np.ndarray) -> np.ndarray:
+        if logits.ndim != 2:
+            raise UsageError(f"{self.path}: predict needs (N, classes) logits, the model gives shape {logits.shape}")
+        if self.class_names is not None and len(self.class_names) != logits.shape[1]:
+            raise UsageError(f"{self.path}: jpegfx metadata has {len(self.class_names)} class_names for a model with "
+                             f"{logits.shape[1]} classes; re-export it with one name per class")
+        return _softmax(logits)

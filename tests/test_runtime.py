@@ -7,7 +7,12 @@ at 64×48 (small and quick to export), shared by the whole module.
 from __future__ import annotations
 
 import importlib.util
+import io
+import json
+import logging
 import os
+import shutil
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +24,7 @@ from PIL import Image
 import jpegfx
 from jpegfx import models
 from jpegfx.export import export_onnx
+from jpegfx.errors import JpegfxError, UsageError
 from jpegfx.jpeg import JpegError, read_jpeg, stack
 from jpegfx.runtime import Prediction, Session, default_providers
 
@@ -133,15 +139,28 @@ def test_bad_files_give_one_line_errors(session, files, kind, needle):
 def test_predict_can_skip_bad_files(session, files, caplog):
     good, bad = files
     paths = [good[0], bad["gray"], good[1], bad["png"]]
-    with caplog.at_level("WARNING", logger="jpegfx.runtime"):
+    with caplog.at_level("INFO", logger="jpegfx.runtime"):
         preds = session.predict(paths, batch_size=3, on_error="skip")
     assert [p.path for p in preds] == paths
     assert [p.ok for p in preds] == [True, False, True, False]
     assert preds[1].error.startswith(bad["gray"]) and preds[1].indices == ()
+    assert preds[3].error.startswith(bad["png"] + ": ")
     assert [p.top1 for p in (preds[0], preds[2])] == [p.top1 for p in session.predict(good[:2])]
+    # the error is in the result; the log says it at INFO only, so a caller printing results reports it once
     assert sum("skipping" in r.message for r in caplog.records) == 2
-    with pytest.raises(ValueError, match="on_error"):
-        session.predict(good, on_error="ignore")
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"on_error": "ignore"}, "on_error must be 'raise' or 'skip'"),
+    ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ({"batch_size": -2}, "batch_size must be a positive integer, got -2"),
+    ({"top_k": 0}, "top_k must be a positive integer"),
+], ids=["on_error", "batch_size-0", "batch_size-negative", "top_k"])
+def test_predict_arguments_are_usage_errors(session, files, kwargs, needle):
+    with pytest.raises(UsageError, match=needle) as info:
+        session.predict(files[0], **kwargs)
+    assert isinstance(info.value, ValueError)  # older callers catch ValueError
 
 
 def test_check_accepts_batches(session, files):
@@ -177,3 +196,161 @@ def test_two_threads_give_the_same_results(session, files):
     with ThreadPoolExecutor(max_workers=2) as pool:
         results = list(pool.map(lambda _: session.predict(paths, batch_size=4), range(6)))
     assert all(r == expected for r in results)
+
+
+# --------------------------------------------------------------------------------------------
+# Files whose jpegfx metadata is corrupt or disagrees with the graph: one-line UsageErrors on load
+# --------------------------------------------------------------------------------------------
+def with_metadata(source, target, **changes) -> str:
+    """A copy of the ONNX file ``source`` at ``target`` with metadata keys changed (None: removed)."""
+    model = onnx.load(str(source))
+    props = {p.key: p.value for p in model.metadata_props}
+    props.update(changes)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {k: v for k, v in props.items() if v is not None})
+    onnx.save(model, str(target))
+    return str(target)
+
+
+@pytest.mark.parametrize("changes, needle", [
+    ({"samplings": "[[0, 0], [1, 1], [1, 1]]"}, "'samplings' bad: sampling factors must be 1..4"),
+    ({"samplings": "[[2, 2], [1, 1]]"}, "'samplings' bad: expected 3 [v, h] pair(s)"),
+    ({"samplings": "[[1, 1], [1, 1], [1, 1]]"}, "is not the layout of subsampling '4:2:0'"),
+    ({"input_size": "64x40"}, "input 'y' has shape [N, 8, 6, 8, 8], the metadata's 64x40 YCbCr 4:2:0 needs "
+                              "[N, 8, 5, 8, 8]"),
+    ({"input_size": "0x48"}, "'input_size' bad"),
+    ({"class_names": json.dumps(CLASSES[:5])}, "5 class_names for 10 classes"),
+    ({"class_names": "[1, 2]"}, "'class_names' bad: expected a non-empty JSON list of strings"),
+    ({"channels": "7"}, "'channels' bad: 7 is outside 1..3"),
+    ({"normalize": "{broken"}, "'normalize' bad: not JSON"),
+    ({"normalize": json.dumps({"mean": [0.5, 0.5], "std": [1, 1]})}, "'normalize' bad: expected 1 or 3 values"),
+    ({"color_space": "gray"}, "'subsampling' bad: '4:2:0' does not go with color_space 'gray'"),
+    ({"input_names": '["y", "zz"]'}, "'input_names' bad: unknown name(s) ['zz']"),
+    ({"frequencies": "99"}, "'frequencies' bad: 99 is outside 1..15"),
+    ({"relu": None}, "jpegfx metadata 'relu' missing"),
+], ids=["samplings-zero", "samplings-count", "samplings-layout", "size-vs-graph", "size-zero", "class-names-short",
+        "class-names-not-strings", "channels", "normalize-json", "normalize-count", "color-space", "input-names",
+        "frequencies", "missing-key"])
+def test_corrupt_metadata_is_one_line_usage_error(model, tmp_path, changes, needle):
+    path = with_metadata(model[1], tmp_path / "corrupt.onnx", **changes)
+    with pytest.raises(UsageError) as info:
+        Session(path, providers=["CPUExecutionProvider"])
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(path + ": "), message
+    assert needle in message, message
+
+
+def test_onnxruntime_run_failure_is_one_line_usage_error(model, files, tmp_path):
+    """A graph whose block grid is symbolic passes the load checks; metadata claiming 64x40 then lets a
+    64x40 file through to onnxruntime, which fails inside the graph: one line naming the model file."""
+    onnx_model = onnx.load(str(model[1]))
+    for node in onnx_model.graph.input:
+        dims = node.type.tensor_type.shape.dim
+        if len(dims) == 5:
+            dims[1].dim_param, dims[2].dim_param = f"{node.name}_hb", f"{node.name}_wb"
+    onnx.save(onnx_model, str(tmp_path / "symbolic.onnx"))
+    path = with_metadata(tmp_path / "symbolic.onnx", tmp_path / "lying.onnx", input_size="64x40")
+    session = Session(path, providers=["CPUExecutionProvider"])
+    _, bad = files
+    with pytest.raises(UsageError, match=r"onnxruntime cannot run the model") as info:
+        session.predict([bad["size"]])
+    assert str(info.value).startswith(path + ": ") and "\n" not in str(info.value)
+    [prediction] = session.predict([bad["size"]], on_error="skip")
+    assert not prediction.ok and "onnxruntime cannot run the model" in prediction.error
+
+
+def test_session_argument_and_file_errors_are_usage_errors(tmp_path, model):
+    with pytest.raises(UsageError, match="intra_op_threads must be a positive integer"):
+        Session(model[1], intra_op_threads=0)
+    with pytest.raises(UsageError, match="is a directory"):
+        Session(tmp_path)
+
+
+# --------------------------------------------------------------------------------------------
+# Layouts that read alike but do not stack: every file gets its result or its own error
+# --------------------------------------------------------------------------------------------
+def gray_jpeg(path, seed: int, sampling: int = 1, size=(32, 32)) -> str:
+    """A gray JPEG written by Pillow; ``sampling=2`` patches its one component's SOF sampling byte to
+    H=V=2 (valid for a single-component scan, which decodes the same)."""
+    pixels = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, "L").save(buffer, "JPEG", quality=80)
+    data = bytearray(buffer.getvalue())
+    sof = data.find(b"\xff\xc0")
+    assert sof > 0 and data[sof + 9] == 1, "expected a baseline 1-component frame"
+    data[sof + 11] = (sampling << 4) | sampling  # FF C0, length, precision, height, width, Nf, [id, HV, Tq]
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def gray_session(tmp_path_factory):
+    torch.manual_seed(0)
+    spatial = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                  torch.nn.Flatten(), torch.nn.Linear(4, 5)).eval()
+    jpeg_model = jpegfx.convert(spatial, 32, subsampling="gray").eval()
+    path = export_onnx(jpeg_model, tmp_path_factory.mktemp("gray") / "gray.onnx")
+    return Session(path, providers=["CPUExecutionProvider"], intra_op_threads=1)
+
+
+def test_gray_files_with_different_sampling_factors_each_get_a_result(gray_session, files, tmp_path):
+    one = gray_jpeg(tmp_path / "one.jpg", seed=1, sampling=1)
+    two = gray_jpeg(tmp_path / "two.jpg", seed=2, sampling=2)
+    a, b = read_jpeg(one), read_jpeg(two)
+    assert a.subsampling == b.subsampling == "4:0:0" and b.components[0].sampling == (2, 2)
+    with pytest.raises(JpegError):
+        stack([a, b])  # the two do not stack, yet both fit the model: they run as two groups
+    alone = {p: gray_session.predict([p], top_k=2)[0] for p in (one, two)}
+    paths = [one, two, one]
+    preds = gray_session.predict(paths, batch_size=8, top_k=2)
+    assert [p.path for p in preds] == paths and all(p.ok for p in preds)
+    assert [(p.indices, p.scores) for p in preds] == [(alone[p].indices, alone[p].scores) for p in paths]
+
+    _, bad = files  # with bad neighbours and on_error="skip": a result or the file's own error, in order
+    colour = tmp_path / "colour.jpg"
+    Image.fromarray(np.random.default_rng(4).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(colour, quality=80)
+    paths = [one, bad["png"], two, str(colour), one]
+    preds = gray_session.predict(paths, batch_size=8, top_k=2, on_error="skip")
+    assert [p.path for p in preds] == paths
+    assert [p.ok for p in preds] == [True, False, True, False, True]
+    assert [(p.indices, p.scores) for p in preds if p.ok] == [(alone[p].indices, alone[p].scores)
+                                                               for p in (one, two, one)]
+    assert preds[1].error.startswith(bad["png"] + ": ") and "not a JPEG" in preds[1].error
+    assert preds[3].error.startswith(f"{colour}: ") and "does not match the model's grayscale input" in preds[3].error
+    assert all("\n" not in p.error for p in preds if not p.ok)
+
+
+def test_wrong_layout_message_names_the_sampling_factors(session, files):
+    _, bad = files
+    with pytest.raises(JpegError) as info:
+        session.check(bad["444"])
+    assert "sampling factors (v, h) ((1, 1), (1, 1), (1, 1)) vs the model's ((2, 2), (1, 1), (1, 1))" in str(info.value)
+
+
+@pytest.mark.skipif(shutil.which("cjpeg") is None, reason="needs cjpeg (Debian libjpeg-turbo-progs)")
+def test_colour_files_with_different_sampling_factors_each_get_a_result(tmp_path):
+    """4:4:4 written as 1x1 factors and as 2x1 factors on every component (libjxl's 444_1x2): the same
+    layout, which does not stack; predict runs them apart and both agree with torch."""
+    pixels = np.random.default_rng(3).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    ppm = tmp_path / "x.ppm"
+    Image.fromarray(pixels).save(ppm)
+    paths = []
+    for name, sample in (("plain", "1x1,1x1,1x1"), ("1x2", "2x1,2x1,2x1")):
+        out = tmp_path / f"{name}.jpg"
+        subprocess.run(["cjpeg", "-quality", "85", "-sample", sample, "-outfile", str(out), str(ppm)], check=True)
+        paths.append(str(out))
+    batches = [read_jpeg(p) for p in paths]
+    assert [b.subsampling for b in batches] == ["4:4:4", "4:4:4"]
+    assert batches[1].components[0].sampling == (1, 2)
+    torch.manual_seed(0)
+    spatial = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                  torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    jpeg_model = jpegfx.convert(spatial, (40, 48), subsampling="4:4:4").eval()
+    session = Session(export_onnx(jpeg_model, tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    preds = session.predict(paths + paths[:1], top_k=3, on_error="skip")
+    assert [p.ok for p in preds] == [True, True, True]
+    with torch.no_grad():
+        want = torch.cat([jpeg_model(b) for b in batches]).softmax(dim=1)
+    for p, row in zip(preds, want):
+        np.testing.assert_allclose(p.scores, row[list(p.indices)].numpy(), rtol=1e-4, atol=1e-6)
