@@ -1,12 +1,19 @@
-"""The ``jpegfx`` command line. Prints for people, ``--json`` for programs; errors are one line on
-stderr with exit status 2 (verification failures exit 1)."""
+"""The ``jpegfx`` command line. Prints for people, ``--json`` for programs (one JSON document per run, of
+one shape per command).
+
+Errors: anything wrong with the user's input — options, files, models, weights — is a
+:class:`~jpegfx.errors.JpegfxError`, printed as one line ``jpegfx: error: …`` on stderr with exit status 2
+(an unsupported model lists its ops, one line each). Any other exception is a bug in jpegfx and keeps
+its traceback. Failed exact-mode verification and files that could not be used exit 1. Progress goes
+to stderr, and only when stderr is a terminal.
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
 import logging
-import pickle
+import os
 import sys
 import warnings
 from collections import Counter
@@ -18,18 +25,27 @@ from torch import nn
 import jpegfx
 from jpegfx import jpeg as jpeg_io
 from jpegfx import models
-from jpegfx.convert import infer_channels
-from jpegfx.errors import JpegfxError, UnsupportedModelError
+from jpegfx.convert import check_normalize, convert, infer_channels
+from jpegfx.errors import JpegfxError, UnsupportedModelError, UsageError
+from jpegfx.export import check_output_path, export_onnx
 from jpegfx.passes.lower_modules import ON_PIXELS
+from jpegfx.transforms import MAX_FREQUENCIES
+from jpegfx.verify import verify
 
 NATIVE_SIZE = {"paper": 32, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
                "resnet18": 224, "resnet34": 224, "resnet50": 224}
+APPROXIMATE = float("inf")  # verify's tolerance in approximate modes: errors are measured, never judged
+
+CliError = UsageError  # the command line's one-line user error (kept as a name for older callers)
 
 
-class CliError(Exception):
-    """A one-line error for the user."""
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
 
 
+# --------------------------------------------------------------------------------------------
+# Argument types: bad values are refused while parsing, before any work
+# --------------------------------------------------------------------------------------------
 def _size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x")) if "x" in text.lower() else (int(text),) * 2
@@ -38,6 +54,25 @@ def _size(text: str) -> tuple[int, int]:
     if h < 1 or w < 1:
         raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
     return h, w
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in ``low..high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high}, got {value}" if high is not None
+                                             else f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+_positive, _non_negative, _frequency = _int_in(1), _int_in(0), _int_in(1, MAX_FREQUENCIES)
 
 
 def _normalize(text: str):
@@ -52,72 +87,205 @@ def _normalize(text: str):
         raise argparse.ArgumentTypeError(f"expected none, imagenet or MEAN,STD (values ':'-separated), got {text!r}") from None
     if any(v <= 0 for v in values[1]):
         raise argparse.ArgumentTypeError(f"std must be positive, got {text!r}")
+    if len(values[0]) != len(values[1]) and 1 not in (len(values[0]), len(values[1])):
+        raise argparse.ArgumentTypeError(f"{len(values[0])} mean value(s) but {len(values[1])} std value(s) in {text!r}")
     return values
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with jpegfx's error form: one line, raised as a UsageError (exit 2 in :func:`main`)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{_one_line(message)} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------------------------
+# Progress on a terminal
+# --------------------------------------------------------------------------------------------
+class _Status:
+    """One line of progress on stderr, rewritten in place; silent unless stderr is a terminal, and
+    erased on exit (also when an error ends the command, so the error line stands alone)."""
+
+    def __init__(self) -> None:
+        self.enabled = sys.stderr.isatty()
+        self._width = 0
+
+    def show(self, text: str) -> None:
+        if self.enabled:
+            print("\r" + text.ljust(self._width), end="", file=sys.stderr, flush=True)
+            self._width = len(text)
+
+    def __enter__(self) -> "_Status":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled and self._width:
+            print("\r" + " " * self._width + "\r", end="", file=sys.stderr, flush=True)
+            self._width = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Models, weights and files
+# --------------------------------------------------------------------------------------------
+def _factory_model(spec: str) -> nn.Module:
+    """``module:factory``: import ``module`` (the current directory first, as ``python -m`` does), call
+    ``factory()``; anything the user's code raises, or returns that is not a module, is a UsageError."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise UsageError(f"--model {spec!r}: expected a zoo name ({', '.join(models.MODELS)}) or module:factory")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:  # the user's module: whatever fails in it is theirs to fix
+        raise UsageError(f"cannot import {module_name!r} for --model {spec}: {type(e).__name__}: {_one_line(e)}") from None
+    factory = getattr(module, attr, None)
+    if factory is None:
+        raise UsageError(f"cannot load model factory {spec!r}: module {module_name!r} has no attribute {attr!r}")
+    if not callable(factory):
+        raise UsageError(f"cannot load model factory {spec!r}: {attr!r} is not callable ({type(factory).__name__})")
+    try:
+        model = factory()
+    except Exception as e:
+        raise UsageError(f"model factory {spec} raised {type(e).__name__}: {_one_line(e)}") from None
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"model factory {spec} returned {type(model).__name__!r}, not a torch.nn.Module")
+    return model
+
+
+def _load_weights(model: nn.Module, weights: Path) -> None:
+    """Load a state_dict file with ``weights_only=True``; every problem is a one-line UsageError."""
+    if weights.is_dir():
+        raise UsageError(f"--weights {weights}: is a directory, not a state_dict file")
+    if not weights.exists():
+        raise UsageError(f"weights file not found: {weights}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise UsageError(f"{weights}: cannot read the weights file: {e.strerror or _one_line(e)}") from None
+    except Exception as e:  # any failure to unpickle a file the user gave is a bad file
+        raise UsageError(f"{weights}: not a safe state_dict file: it holds objects other than tensors, or is "
+                         f"not a torch.save file ({type(e).__name__}); jpegfx never unpickles code") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"{weights}: expected a state_dict (a dict of tensors)")
+    expected = model.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise UsageError(f"{weights}: weights do not match the model: {len(wrong)} tensor(s) of the wrong shape "
+                         f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise UsageError(f"{weights}: weights do not match the model: {len(result.missing_keys)} missing "
+                         f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
+                         f"(e.g. {result.unexpected_keys[:2]})")
 
 
 def load_model(spec: str, channels: int | None, weights: Path | None) -> nn.Module:
     """A zoo name or ``module:factory``; weights are a state_dict read with ``weights_only=True``."""
     if ":" in spec:
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise CliError(f"cannot load model factory {spec!r}: {e}") from None
-        model = factory()
+        model = _factory_model(spec)
     else:
         options = {} if channels is None else {"in_channels": channels}
         model = models.create_model(spec, **options)
     if weights is not None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                state = torch.load(weights, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise CliError(f"weights file not found: {weights}") from None
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as e:
-            raise CliError(f"{weights}: not a safe state_dict file: it holds objects other than tensors, or is "
-                           f"not a torch.save file ({type(e).__name__}); jpegfx never unpickles code") from None
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise CliError(f"{weights}: expected a state_dict (a dict of tensors)")
-        expected = model.state_dict()
-        wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-        if wrong:
-            k = wrong[0]
-            raise CliError(f"{weights}: weights do not match the model: {len(wrong)} tensor(s) of the wrong shape "
-                           f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise CliError(f"{weights}: weights do not match the model: {len(result.missing_keys)} missing "
-                           f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
-                           f"(e.g. {result.unexpected_keys[:2]})")
+        _load_weights(model, weights)
     return model
 
 
+def _read_class_names(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else _one_line(e)
+        raise UsageError(f"--class-names {path}: cannot read it: {reason}") from None
+    names = [line.strip() for line in text.splitlines() if line.strip()]
+    if not names:
+        raise UsageError(f"--class-names {path}: no class names in it (one per line)")
+    return names
+
+
+def _model_channels(args: argparse.Namespace, model: nn.Module) -> int:
+    """The model's input channels: ``--channels``, else read off its graph."""
+    return args.channels or infer_channels(model)
+
+
+def _check_class_count(model: nn.Module, size: tuple[int, int], channels: int, dtype: torch.dtype,
+                       class_names: list[str]) -> None:
+    """Refuse a class-name file with the wrong number of names before converting: run the spatial
+    model once on zeros (a model that cannot run is left for the conversion to report)."""
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, channels, *size, dtype=dtype))
+    except Exception:  # the user's model: whatever fails here, convert reports it as a ConversionError
+        return
+    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] != len(class_names):
+        raise UsageError(f"{len(class_names)} class names for a model with {out.shape[1]} classes")
+
+
+def _list_files(paths: list[Path]) -> list[Path]:
+    """Files as given, directories expanded to their *.jpg / *.jpeg files (sorted)."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise UsageError(f"no such file or directory: {p}")
+    if not files:
+        raise UsageError("no JPEG files given (directories are searched for *.jpg and *.jpeg)")
+    return files
+
+
+def _without_path(message: str, path: str) -> str:
+    """``message`` without a leading ``"<path>: "`` (for lines that print the path themselves)."""
+    return message[len(path) + 2:] if message.startswith(path + ": ") else message
+
+
+# --------------------------------------------------------------------------------------------
+# convert
+# --------------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
+    output = check_output_path(args.output) if args.output is not None else None  # before any work
+    class_names = _read_class_names(args.class_names) if args.class_names is not None else None
     model = load_model(args.model, args.channels, args.weights)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
     model = model.to(dtype).eval()
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
-    jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies,
-                                lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
-                                subsampling=args.subsampling or ("gray" if (args.channels or infer_channels(model)) == 1 else "4:2:0"),
-                                upsampling=args.upsampling, elide_transforms=not args.no_elide,
-                                strict=args.strict, in_channels=args.channels if ":" in args.model else None)
-    channels = jpeg_model.spec.channels
-    x = torch.randn(args.check, channels, *size, dtype=dtype, generator=torch.Generator().manual_seed(0))
-    report = jpegfx.verify(model, jpeg_model, x) if args.check > 0 else None
-    real = _verify_on_samples(model, jpeg_model) if args.check > 0 else None
+    channels = _model_channels(args, model)
+    if args.normalize is not None:
+        check_normalize(args.normalize, channels)
+    if class_names is not None:
+        _check_class_count(model, size, channels, dtype, class_names)
     exact = args.relu == "exact" and args.maxpool == "exact"
-    failed = exact and any(r is not None and not r.ok for r in (report, real))
-    exported = None
-    if args.output is not None and not failed:
-        class_names = None
-        if args.class_names is not None:
-            class_names = [line.strip() for line in args.class_names.read_text().splitlines() if line.strip()]
-        exported = str(jpegfx.export_onnx(jpeg_model, args.output, class_names=class_names))
+    tolerance = None if exact else APPROXIMATE
+    with _Status() as status:
+        status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
+        jpeg_model = convert(model, size, relu=args.relu, frequencies=args.frequencies,
+                             lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
+                             subsampling=args.subsampling or ("gray" if channels == 1 else "4:2:0"),
+                             upsampling=args.upsampling, elide_transforms=not args.no_elide,
+                             strict=args.strict, in_channels=args.channels if ":" in args.model else None)
+        report = real = None
+        if args.check > 0:
+            status.show(f"verifying on {args.check} random input(s) ...")
+            x = torch.randn(args.check, jpeg_model.spec.channels, *size, dtype=dtype,
+                            generator=torch.Generator().manual_seed(0))
+            report = verify(model, jpeg_model, x, tolerance=tolerance)
+            status.show("verifying on the bundled sample JPEGs ...")
+            real = _verify_on_samples(model, jpeg_model, tolerance)
+        failed = exact and any(r is not None and not r.ok for r in (report, real))
+        exported = None
+        if output is not None and not failed:
+            status.show(f"exporting {output} ...")
+            exported = str(export_onnx(jpeg_model, output, class_names=class_names))
     summary = {
-        "model": args.model, "input_size": list(size), "channels": channels, "relu": args.relu,
-        "frequencies": args.frequencies, "conversion_seconds": round(jpeg_model.seconds, 3),
+        "model": args.model, "input_size": list(size), "channels": jpeg_model.spec.channels, "relu": args.relu,
+        "frequencies": args.frequencies, "exact": exact, "conversion_seconds": round(jpeg_model.seconds, 3),
         "lowered": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg != ON_PIXELS)),
         "on_pixels": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg == ON_PIXELS)),
         "layers": [{"node": r.node, "op": r.spatial, "jpeg_op": r.jpeg, "lowering": r.detail,
@@ -126,11 +294,12 @@ def cmd_convert(args: argparse.Namespace) -> int:
                    for r in jpeg_model.records],
         "verification": None if report is None else {
             "images": args.check, "max_abs_error": report.max_abs_error, "max_rel_error": report.max_rel_error,
-            "top1_agreement": report.top1_agreement, "tolerance": report.tolerance, "ok": report.ok,
+            "top1_agreement": report.top1_agreement, "tolerance": report.tolerance if exact else None,
+            "ok": report.ok if exact else None,
             "first_divergence": None if report.first_divergence is None else report.first_divergence.node},
         "verification_real": None if real is None else {
             "images": real.images, "max_rel_error": real.max_rel_error, "top1_agreement": real.top1_agreement,
-            "ok": real.ok},
+            "ok": real.ok if exact else None},
         "onnx": exported,
     }
     if args.json:
@@ -142,6 +311,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def _hw(geometry) -> list[int] | None:
     return None if geometry is None else [geometry.h, geometry.w]
+
+
+def _verdict(ok: bool | None) -> str:
+    return "approximate (no tolerance applies)" if ok is None else ("OK" if ok else "FAILED")
 
 
 def _print_summary(summary: dict, report) -> None:
@@ -159,39 +332,44 @@ def _print_summary(summary: dict, report) -> None:
             size_in, size_out = ("x".join(map(str, layer[k])) if layer[k] else "-" for k in ("in", "out"))
             print(f"{layer['node']:<28} {layer['op']:<18} {layer['lowering']:<12} {size_in:>9} {size_out:>9} "
                   f"{' -> '.join(layer['domains']):<16} {layer['map_bytes'] / 2**20:>8.1f}")
-    if report is not None:
-        verdict = "OK" if report.ok else ("FAILED" if summary["relu"] == "exact" else "approximate")
-        print(f"verification on {summary['verification']['images']} random input(s): {report.summary()} -> {verdict}")
+    checked = summary["verification"]
+    if checked is not None:
+        measured = (report.summary() if summary["exact"] else
+                    f"max abs {report.max_abs_error:.3e}, max rel {report.max_rel_error:.3e}, "
+                    f"top-1 agreement {100 * report.top1_agreement:.2f}%")
+        print(f"verification on {checked['images']} random input(s): {measured} -> {_verdict(checked['ok'])}")
     real = summary["verification_real"]
     if real is not None:
         print(f"verification on {real['images']} bundled sample JPEG(s): max rel {real['max_rel_error']:.3e}, "
-              f"top-1 agreement {100 * real['top1_agreement']:.2f}% -> {'OK' if real['ok'] else 'FAILED'}")
+              f"top-1 agreement {100 * real['top1_agreement']:.2f}% -> {_verdict(real['ok'])}")
     if summary["onnx"]:
         print(f"wrote {summary['onnx']}")
 
 
-def _list_files(paths: list[Path]) -> list[Path]:
-    """Files as given, directories expanded to their *.jpg / *.jpeg files (sorted)."""
-    files: list[Path] = []
-    for p in paths:
-        if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
-        elif p.exists():
-            files.append(p)
-        else:
-            raise CliError(f"no such file or directory: {p}")
-    if not files:
-        raise CliError("no JPEG files given")
-    return files
+class _RealCheck:
+    def __init__(self, report, images: int) -> None:
+        self.max_rel_error, self.top1_agreement, self.ok, self.images = (
+            report.max_rel_error, report.top1_agreement, report.ok, images)
 
 
-def _read_files(paths: list[Path]) -> list[tuple[Path, "jpeg_io.JpegBatch"]]:
-    return [(f, jpeg_io.read_jpeg(f)) for f in _list_files(paths)]
+def _verify_on_samples(model: nn.Module, jpeg_model, tolerance: float | None) -> _RealCheck | None:
+    """Verify on the bundled sample JPEGs (32×32 gray) when the model takes 32×32 inputs."""
+    from jpegfx import datasets
+
+    if tuple(jpeg_model.spec.input_size) != (32, 32):
+        return None
+    samples = datasets.sample_jpegs()
+    batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
+    return _RealCheck(verify(model, jpeg_model, batch, tolerance=tolerance), len(samples))
 
 
+# --------------------------------------------------------------------------------------------
+# info, check, predict, demo, bench
+# --------------------------------------------------------------------------------------------
 def cmd_info(args: argparse.Namespace) -> int:
     rows = []
-    for path, batch in _read_files(args.files):
+    for path in _list_files(args.files):
+        batch = jpeg_io.read_jpeg(path)
         comps = []
         for name, c in zip(("Y", "Cb", "Cr") if batch.num_components == 3 else ("Y",), batch.components):
             coeffs = c.coefficients
@@ -202,7 +380,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         rows.append({"file": str(path), "size": list(batch.size), "color_space": batch.color_space,
                      "subsampling": batch.subsampling, "components": comps})
     if args.json:
-        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+        print(json.dumps(rows, indent=2))  # a list, also for one file
         return 0
     for r in rows:
         print(f"{r['file']}: {r['size'][0]}x{r['size'][1]} {r['color_space']} {r['subsampling']}")
@@ -214,69 +392,99 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_for_check(files: list[Path], on_error: str) -> tuple[list[tuple[Path, object]], dict[Path, str]]:
+    """Read every file before converting: ``(readable files of the first readable file's size, {file:
+    error})``. With ``on_error="raise"`` the first unreadable file or other size is a UsageError."""
+    good: list[tuple[Path, object]] = []
+    skipped: dict[Path, str] = {}
+    for path in files:
+        try:
+            batch = jpeg_io.read_jpeg(path)
+        except JpegfxError as e:
+            if on_error == "raise":
+                raise
+            skipped[path] = _without_path(_one_line(e), str(path))
+            continue
+        if good and batch.size != good[0][1].size:
+            (h, w), (h0, w0) = batch.size, good[0][1].size
+            problem = (f"image size {h}x{w} differs from {good[0][0]}'s {h0}x{w0} (check converts the model for "
+                       "one size)")
+            if on_error == "raise":
+                raise UsageError(f"{path}: {problem}; check each size on its own, or pass --on-error skip")
+            skipped[path] = problem
+            continue
+        good.append((path, batch))
+    if not good:
+        raise UsageError(f"none of the {len(files)} file(s) could be used: " + "; ".join(
+            f"{p}: {m}" for p, m in skipped.items()))
+    return good, skipped
+
+
 def cmd_check(args: argparse.Namespace) -> int:
+    files = _list_files(args.files)
+    good, skipped = _read_for_check(files, args.on_error)  # all reading and size checks before converting
     model = load_model(args.model, args.channels, args.weights).eval()
-    batches = _read_files(args.files)
-    size = batches[0][1].size
-    jpeg_model = jpegfx.convert(model, size, relu=args.relu, frequencies=args.frequencies, normalize=args.normalize,
-                                upsampling=args.upsampling)
-    reports = []
-    for path, batch in batches:
-        if batch.size != size:
-            raise CliError(f"{path}: image size {batch.size[0]}x{batch.size[1]} differs from the first file's "
-                           f"{size[0]}x{size[1]}")
-        report = jpegfx.verify(model, jpeg_model, batch)
-        reports.append({"file": str(path), "max_abs_error": report.max_abs_error,
-                        "max_rel_error": report.max_rel_error, "top1_agree": report.top1_agreement == 1.0,
-                        "ok": report.ok, "first_divergence": None if report.first_divergence is None
-                        else report.first_divergence.node})
+    channels = _model_channels(args, model)
+    if args.normalize is not None:
+        check_normalize(args.normalize, channels)
+    size = good[0][1].size
     exact = args.relu == "exact"
-    failed = exact and not all(r["ok"] for r in reports)
+    results: dict[Path, dict] = {}
+    tolerance = None  # the one verify applies in exact mode
+    with _Status() as status:
+        status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
+        jpeg_model = convert(model, size, relu=args.relu, frequencies=args.frequencies, normalize=args.normalize,
+                             upsampling=args.upsampling)
+        for i, (path, batch) in enumerate(good, start=1):
+            status.show(f"checking {i}/{len(good)}: {path}")
+            report = verify(model, jpeg_model, batch, tolerance=None if exact else APPROXIMATE)
+            results[path] = {"file": str(path), "max_abs_error": report.max_abs_error,
+                             "max_rel_error": report.max_rel_error, "top1_agree": report.top1_agreement == 1.0,
+                             "ok": report.ok if exact else None, "first_divergence": None
+                             if report.first_divergence is None else report.first_divergence.node, "error": None}
+            tolerance = report.tolerance if exact else None
+    entries = [results.get(p) or {"file": str(p), "max_abs_error": None, "max_rel_error": None, "top1_agree": None,
+                                  "ok": None, "first_divergence": None, "error": skipped[p]} for p in files]
+    checked = [e for e in entries if e["error"] is None]
+    failed = exact and not all(e["ok"] for e in checked)
+    worst = max(e["max_rel_error"] for e in checked)
     if args.json:
-        print(json.dumps({"model": args.model, "input_size": list(size), "relu": args.relu, "files": reports}, indent=2))
+        print(json.dumps({"model": args.model, "input_size": list(size), "relu": args.relu,
+                          "frequencies": args.frequencies, "exact": exact,
+                          "tolerance": tolerance, "max_rel_error": worst,
+                          "ok": (not failed) if exact else None, "skipped": len(skipped), "files": entries}, indent=2))
     else:
-        for r in reports:
-            print(f"{r['file']}: max rel {r['max_rel_error']:.3e}, top-1 {'agrees' if r['top1_agree'] else 'differs'}"
-                  + (f", first divergence at {r['first_divergence']}" if r["first_divergence"] else ""))
-        agree = sum(r["top1_agree"] for r in reports)
-        print(f"{agree}/{len(reports)} file(s) with the same top-1; "
-              + ("all within tolerance" if not failed else "VERIFICATION FAILED"))
-    return 1 if failed else 0
-
-
-class _RealCheck:
-    def __init__(self, report, images: int) -> None:
-        self.max_rel_error, self.top1_agreement, self.ok, self.images = (
-            report.max_rel_error, report.top1_agreement, report.ok, images)
-
-
-def _verify_on_samples(model: nn.Module, jpeg_model) -> _RealCheck | None:
-    """Verify on the bundled sample JPEGs (32×32 gray) when the model takes 32×32 inputs."""
-    from jpegfx import datasets
-
-    if tuple(jpeg_model.spec.input_size) != (32, 32):
-        return None
-    samples = datasets.sample_jpegs()
-    batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
-    return _RealCheck(jpegfx.verify(model, jpeg_model, batch), len(samples))
-
-
-def _progress(done: int, total: int) -> None:
-    if total >= 20 and sys.stderr.isatty():
-        width = 30
-        filled = width * done // total
-        print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total}", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
+        for e in entries:
+            if e["error"] is not None:
+                print(f"{e['file']}: skipped: {e['error']}")
+                continue
+            print(f"{e['file']}: max rel {e['max_rel_error']:.3e}, top-1 {'agrees' if e['top1_agree'] else 'differs'}"
+                  + (f", first divergence at {e['first_divergence']}" if e["first_divergence"] else ""))
+        agree = sum(e["top1_agree"] for e in checked)
+        if exact:
+            verdict = (f"all within tolerance ({tolerance:.0e})" if not failed else
+                       f"VERIFICATION FAILED: {sum(not e['ok'] for e in checked)} file(s) beyond tolerance "
+                       f"({tolerance:.0e})")
+        else:
+            verdict = (f"relu={args.relu} with k={args.frequencies}: max rel error {worst:.3e} "
+                       "(approximate mode: measured, no tolerance applies)")
+        print(f"{agree}/{len(checked)} file(s) with the same top-1; {verdict}"
+              + (f"; {len(skipped)} file(s) skipped" if skipped else ""))
+    return 1 if failed or skipped else 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from jpegfx.runtime import Session
+
     files = _list_files(args.files)
-    session = jpegfx.Session(args.model, intra_op_threads=args.threads)
+    session = Session(args.model, intra_op_threads=args.threads)
     predictions = []
-    for start in range(0, len(files), args.batch_size):
-        chunk = files[start:start + args.batch_size]
-        predictions += session.predict(chunk, batch_size=args.batch_size, top_k=args.top_k, on_error=args.on_error)
-        _progress(min(start + args.batch_size, len(files)), len(files))
+    with _Status() as status:
+        for start in range(0, len(files), args.batch_size):
+            chunk = files[start:start + args.batch_size]
+            predictions += session.predict(chunk, batch_size=args.batch_size, top_k=args.top_k,
+                                           on_error=args.on_error)
+            status.show(f"predict: {len(predictions)}/{len(files)} file(s)")
     if args.json:
         print(json.dumps([{"file": str(p.path), "top": [int(i) for i in p.indices],
                            "scores": [float(s) for s in p.scores], "labels": list(p.labels) if p.labels else None,
@@ -284,7 +492,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         for p in predictions:
             if not p.ok:
-                print(f"{p.path}: error: {p.error}")
+                print(f"{p.path}: error: {_without_path(p.error, str(p.path))}")
                 continue
             names = p.labels or [str(int(i)) for i in p.indices]
             print(f"{p.path}: " + ", ".join(f"{n} {100 * float(s):.1f}%" for n, s in zip(names, p.scores)))
@@ -294,33 +502,50 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """The built-in default: the shipped paper network (Fashion-MNIST) on the shipped sample JPEGs."""
     from jpegfx import datasets
+    from jpegfx.runtime import Session
 
-    model, meta, samples = datasets.default_model().eval(), datasets.default_meta(), datasets.sample_jpegs()
+    path = check_output_path(args.out_dir / "paper_fashion_mnist.onnx")  # before any work
+    try:
+        args.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--out-dir {args.out_dir}: cannot create it: {e.strerror or _one_line(e)}") from None
+    try:
+        model, meta, samples = datasets.default_model().eval(), datasets.default_meta(), datasets.sample_jpegs()
+    except FileNotFoundError as e:
+        raise UsageError(f"the demo's shipped data is missing: {_one_line(e)}") from None
+    say = (lambda *_: None) if args.json else print
     classes = list(meta["classes"])
-    out = args.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"1. convert: the paper network trained on Fashion-MNIST (spatial test accuracy "
-          f"{100 * meta['accuracy_spatial']:.2f}%) to the JPEG domain, 32x32 gray, exact ReLU")
-    jpeg_model = jpegfx.convert(model, 32, subsampling="gray")
-    print(f"   {len(jpeg_model.records)} nodes lowered in {jpeg_model.seconds:.2f} s")
-    batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
-    report = jpegfx.verify(model, jpeg_model, batch)
-    print(f"2. verify on {len(samples)} sample JPEGs against the spatial model on their float decode: {report.summary()}")
-    path = jpegfx.export_onnx(jpeg_model, out / "paper_fashion_mnist.onnx", class_names=classes)
-    print(f"3. export: {path} ({path.stat().st_size / 1024:.0f} KiB)")
-    session = jpegfx.Session(path)
-    predictions = session.predict(samples, top_k=1)
-    print(f"4. predict with onnxruntime ({', '.join(session.providers)}):")
-    correct = 0
+    with _Status() as status:
+        say(f"1. convert: the paper network trained on Fashion-MNIST (spatial test accuracy "
+            f"{100 * meta['accuracy_spatial']:.2f}%) to the JPEG domain, 32x32 gray, exact ReLU")
+        status.show("converting ...")
+        jpeg_model = convert(model, 32, subsampling="gray")
+        say(f"   {len(jpeg_model.records)} nodes lowered in {jpeg_model.seconds:.2f} s")
+        status.show("verifying ...")
+        batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
+        report = verify(model, jpeg_model, batch)
+        say(f"2. verify on {len(samples)} sample JPEGs against the spatial model on their float decode: "
+            f"{report.summary()}")
+        status.show("exporting ...")
+        path = export_onnx(jpeg_model, path, class_names=classes)
+        say(f"3. export: {path} ({path.stat().st_size / 1024:.0f} KiB)")
+        status.show("predicting ...")
+        session = Session(path)
+        predictions = session.predict(samples, top_k=1)
+    say(f"4. predict with onnxruntime ({', '.join(session.providers)}):")
+    rows = []
     for p in predictions:
         truth = classes[datasets.sample_label(p.path)]
-        correct += p.labels[0] == truth
-        print(f"   {Path(p.path).name:<22} {p.labels[0]:<12} {100 * float(p.scores[0]):5.1f}%   (true: {truth})")
-    print(f"   {correct}/{len(predictions)} correct; JPEG-domain model matches the spatial model: "
-          f"{'yes' if report.ok else 'NO'}")
+        rows.append({"file": str(p.path), "label": p.labels[0], "score": float(p.scores[0]), "truth": truth})
+        say(f"   {Path(p.path).name:<22} {p.labels[0]:<12} {100 * float(p.scores[0]):5.1f}%   (true: {truth})")
+    correct = sum(r["label"] == r["truth"] for r in rows)
+    say(f"   {correct}/{len(rows)} correct; JPEG-domain model matches the spatial model: "
+        f"{'yes' if report.ok else 'NO'}")
     if args.json:
-        print(json.dumps({"verification": {"max_rel_error": report.max_rel_error, "ok": report.ok},
-                          "onnx": str(path), "correct": correct, "total": len(predictions)}))
+        print(json.dumps({"verification": {"max_rel_error": report.max_rel_error, "ok": report.ok,
+                                           "top1_agreement": report.top1_agreement},
+                          "onnx": str(path), "providers": session.providers, "predictions": rows,
+                          "correct": correct, "total": len(rows)}, indent=2))
     return 0 if report.ok else 1
 
 
@@ -328,21 +553,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from jpegfx.bench import format_result, run_bench
 
     results = []
-    for name in args.models:
-        size = args.input_size or (NATIVE_SIZE.get(name, 224),) * 2
-        for batch in args.batch:
-            r = run_bench(name, size, batch, args.relu, args.frequencies, args.threads, args.warmup, args.repeat,
-                          layers=not args.no_layers, onnx=not args.no_onnx)
-            results.append(r)
-            if not args.json:
-                print(format_result(r), flush=True)
+    with _Status() as status:
+        for name in args.models:
+            size = args.input_size or (NATIVE_SIZE.get(name, 224),) * 2
+            for batch in args.batch:
+                status.show(f"bench {name} {size[0]}x{size[1]} batch {batch} ...")
+                r = run_bench(name, size, batch, args.relu, args.frequencies, args.threads, args.warmup, args.repeat,
+                              layers=not args.no_layers, onnx=not args.no_onnx)
+                results.append(r)
+                if not args.json:
+                    print(format_result(r), flush=True)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     return 0
 
 
+# --------------------------------------------------------------------------------------------
+# The parser and main
+# --------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jpegfx", description="Run ResNets on JPEG DCT coefficients.")
+    parser = _Parser(prog="jpegfx", description="Run ResNets on JPEG DCT coefficients.")
     parser.add_argument("--version", action="version", version=f"jpegfx {jpegfx.__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each pass does")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -351,13 +581,16 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and verify it against the spatial model on random inputs. Exits 1 when "
                                    "exact-mode verification fails.")
     p.add_argument("--model", default="resnet18",
-                   help=f"a zoo name ({', '.join(models.MODELS)}) or module:factory (default resnet18)")
+                   help=f"a zoo name ({', '.join(models.MODELS)}) or module:factory, imported from the current "
+                        "directory or sys.path (default resnet18)")
     p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
     p.add_argument("--input-size", type=_size, help="HxW (default: the model's native size)")
-    p.add_argument("--channels", type=int, help="input channels (a zoo model is built with them; a factory's model "
-                                                 "is told them where its graph does not show them)")
+    p.add_argument("--channels", type=int, choices=[1, 3],
+                   help="input channels (a zoo model is built with them; a factory's model is told them where its "
+                        "graph does not show them)")
     p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
-    p.add_argument("--frequencies", type=int, default=15, help="spatial frequencies k for asm/apx (1..15)")
+    p.add_argument("--frequencies", type=_frequency, default=MAX_FREQUENCIES,
+                   help=f"spatial frequencies k for asm/apx (1..{MAX_FREQUENCIES})")
     p.add_argument("--maxpool", choices=["exact", "asm"], default="exact")
     p.add_argument("--lowering", choices=["auto", "fused", "factored", "pointwise"], default="auto")
     p.add_argument("--no-elide", action="store_true",
@@ -367,12 +600,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse ops without a JPEG-domain lowering (listing them all) instead of running them on pixels")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD",
-                   help="the spatial model's input normalisation (default none: pixels/255); MEAN,STD per channel "
-                        "separated by ':', e.g. 0.5:0.5:0.5,0.25:0.25:0.25")
+                   help="the spatial model's input normalisation (default none: pixels/255); MEAN,STD with one "
+                        "value or one per channel, separated by ':', e.g. 0.5:0.5:0.5,0.25:0.25:0.25")
     p.add_argument("--subsampling", choices=["4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray"],
                    help="the JPEG layout the exported model takes (default 4:2:0, gray for 1-channel models)")
     p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
-    p.add_argument("--check", type=int, default=4, metavar="N", help="verify on N random inputs (0: skip)")
+    p.add_argument("--check", type=_non_negative, default=4, metavar="N", help="verify on N random inputs (0: skip)")
     p.add_argument("-o", "--output", type=Path, help="write the converted model as ONNX (after verification)")
     p.add_argument("--class-names", type=Path, help="a text file with one class name per line (ONNX metadata)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -383,26 +616,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "onnxruntime (CUDA when available, else CPU). Exits 1 if any file failed.")
     p.add_argument("model", type=Path, help="a .onnx file written by jpegfx convert -o")
     p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--top-k", type=_positive, default=5)
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
-                   help="stop at the first bad file (default) or report it and go on")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads")
-    p.add_argument("--json", action="store_true")
+                   help="stop at the first bad file (default) or report it (once, in the output) and go on")
+    p.add_argument("--threads", type=_positive, help="onnxruntime intra-op threads")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="verify a converted model against its spatial model on JPEG files",
-                       description="Convert the model for the files' size and compare the JPEG-domain model on each "
-                                   "file with the spatial model on the float decode of the same file. Exits 1 when "
-                                   "exact-mode verification fails.")
+                       description="Read the files, convert the model for their size and compare the JPEG-domain "
+                                   "model on each file with the spatial model on the float decode of the same file. "
+                                   "Exits 1 when exact-mode verification fails or a file was skipped; approximate "
+                                   "modes (asm, apx) report the measured error and never fail on it.")
     p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories (all of one size)")
     p.add_argument("--model", default="resnet18", help="a zoo name or module:factory")
     p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
-    p.add_argument("--channels", type=int, help="input channels of a zoo model")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="input channels of a zoo model")
     p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD")
     p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
     p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
-    p.add_argument("--frequencies", type=int, default=15)
+    p.add_argument("--frequencies", type=_frequency, default=MAX_FREQUENCIES)
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help="stop before converting at the first unreadable file or file of another size (default), "
+                        "or skip such files with one line each")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
@@ -410,14 +647,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="End to end from JPEG bytes (read coefficients + JPEG-domain model vs libjpeg-turbo "
                                    "decode + spatial model), network only, and per layer; medians of --repeat runs "
                                    "after --warmup, ratios taken within one run.")
-    p.add_argument("--models", nargs="+", default=["paper", "resnet18"], help="zoo names")
+    p.add_argument("--models", nargs="+", choices=list(models.MODELS), default=["paper", "resnet18"],
+                   metavar="NAME", help=f"zoo names ({', '.join(models.MODELS)})")
     p.add_argument("--input-size", type=_size, help="HxW (default: each model's native size)")
-    p.add_argument("--batch", type=int, nargs="+", default=[1], help="batch sizes")
+    p.add_argument("--batch", type=_positive, nargs="+", default=[1], help="batch sizes")
     p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
-    p.add_argument("--frequencies", type=int, default=15)
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--frequencies", type=_frequency, default=MAX_FREQUENCIES)
+    p.add_argument("--threads", type=_positive, help="torch threads (default: torch's)")
+    p.add_argument("--warmup", type=_non_negative, default=2)
+    p.add_argument("--repeat", type=_positive, default=5)
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--json", action="store_true")
@@ -427,29 +665,37 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Convert the shipped paper network (trained on Fashion-MNIST), verify it on the "
                                    "shipped sample JPEGs, export it to ONNX and classify the samples with onnxruntime.")
     p.add_argument("--out-dir", type=Path, default=Path("out"), help="where the ONNX file goes (default out/)")
-    p.add_argument("--json", action="store_true", help="also print a JSON summary line")
+    p.add_argument("--json", action="store_true", help="print a JSON summary instead of the steps")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("info", help="geometry, sampling, tables and coefficient sparsity of JPEG files")
     p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.set_defaults(func=cmd_info)
     return parser
 
 
+def _print_error(error: JpegfxError) -> None:
+    """One line; an unsupported model's report keeps its one line per op."""
+    text = str(error).strip() if isinstance(error, UnsupportedModelError) else _one_line(error)
+    print(f"jpegfx: error: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as e:
+        _print_error(e)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return e.code if isinstance(e.code, int) else 0
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(name)s: %(message)s")
     if getattr(args, "normalize", None) == "none":
         args.normalize = None
     try:
         return args.func(args)
-    except UnsupportedModelError as e:
-        print(f"jpegfx: error: {e}", file=sys.stderr)
-        return 2
-    except (CliError, JpegfxError, ValueError, TypeError, MemoryError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        print(f"jpegfx: error: {first}", file=sys.stderr)
+    except JpegfxError as e:  # only jpegfx's own errors: anything else is a bug and keeps its traceback
+        _print_error(e)
         return 2
 
 

@@ -1,6 +1,8 @@
-"""The ``jpegfx`` command line, end to end in a subprocess: output, --json, and one-line errors."""
+"""The ``jpegfx`` command line, end to end: in a subprocess (the first tests) and in-process through
+``jpegfx.cli.main`` (the rest): output, --json, and one-line errors with exit status 2."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -155,7 +157,7 @@ def jpeg_files(tmp_path):
 def test_info_reports_geometry_and_sparsity(jpeg_files):
     result = run("info", str(jpeg_files[0]), "--json")
     assert result.returncode == 0, result.stderr
-    info = json.loads(result.stdout)
+    [info] = json.loads(result.stdout)  # a list, also for one file
     assert info["size"] == [48, 40] and info["subsampling"] == "4:2:0"
     y = info["components"][0]
     assert y["blocks"] == [6, 5] and 0.0 < y["zero_fraction"] < 1.0 and len(y["qtable"]) == 64
@@ -243,7 +245,283 @@ def test_predict_rejects_a_non_jpegfx_model(tmp_path, jpeg_files):
 def test_demo_runs_the_built_in_default(tmp_path):
     result = run("demo", "--out-dir", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout)  # --json: the whole output is one JSON document
     assert summary["verification"]["ok"] and summary["verification"]["max_rel_error"] < 1e-5
-    assert summary["total"] == 8 and summary["correct"] >= 7
+    assert summary["total"] == 8 and summary["correct"] >= 7 and len(summary["predictions"]) == 8
     assert (tmp_path / "paper_fashion_mnist.onnx").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# In-process runs of jpegfx.cli.main: exit status, stdout, and exactly one stderr line on errors
+# --------------------------------------------------------------------------------------------
+def call(capsys, *args: str) -> tuple[int, str, str]:
+    from jpegfx.cli import main
+
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(capsys, args, *fragments: str) -> str:
+    """``main(args)`` exits 2 with one line ``jpegfx: error: …`` on stderr holding every fragment."""
+    code, out, err = call(capsys, *args)
+    assert code == 2, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("jpegfx: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def rgb_jpeg(path, size=(32, 32), seed=0, **options):
+    """A random-content RGB JPEG written by Pillow (``size`` is (h, w))."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (*size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=options.pop("quality", 80), **options)
+    return path
+
+
+def test_rgb_zoo_model_converts_and_exports_after_the_gray_sample_check(tmp_path, capsys):
+    """The 32x32 check on the bundled gray samples feeds a colour model another layout: the exported
+    file must still be written (no module left in train mode), and it must run."""
+    from jpegfx.runtime import Session
+
+    path = tmp_path / "r20.onnx"
+    code, out, err = call(capsys, "convert", "--model", "resnet20", "--check", "1", "-o", str(path), "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["verification_real"]["ok"] and summary["onnx"] == str(path)
+    session = Session(path, providers=["CPUExecutionProvider"])
+    [prediction] = session.predict([rgb_jpeg(tmp_path / "x.jpg", subsampling=2)], top_k=3)
+    assert prediction.ok and len(prediction.indices) == 3
+
+
+def test_main_catches_only_jpegfx_errors(monkeypatch, capsys):
+    """A bug (any exception that is not a JpegfxError) keeps its traceback instead of posing as a user error."""
+    from jpegfx import cli
+    from jpegfx.errors import UsageError
+
+    assert issubclass(cli.CliError, UsageError)
+
+    def buggy(args):
+        raise TypeError("a bug in jpegfx")
+
+    monkeypatch.setattr(cli, "cmd_info", buggy)
+    with pytest.raises(TypeError, match="a bug in jpegfx"):
+        cli.main(["info", "x.jpg"])
+
+
+@pytest.fixture
+def no_conversion(monkeypatch):
+    """Fail the test if the command gets as far as converting (errors must come first)."""
+    from jpegfx import cli
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the command converted before refusing its input")
+
+    monkeypatch.setattr(cli, "convert", refuse)
+
+
+@pytest.fixture
+def factories(tmp_path, monkeypatch):
+    """A module of model factories in a fresh current directory that is not on sys.path."""
+    (tmp_path / "user_factories.py").write_text(textwrap.dedent("""
+        from torch import nn
+        def tiny():
+            return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                 nn.Linear(4, 3))
+        def broken():
+            raise RuntimeError("no weights here")
+        def number():
+            return 42
+        not_callable = 3
+    """))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    yield tmp_path
+    sys.modules.pop("user_factories", None)
+
+
+def test_factory_module_is_found_in_the_current_directory(factories, capsys):
+    code, out, err = call(capsys, "convert", "--model", "user_factories:tiny", "--input-size", "16x16", "--check", "1",
+                          "--json")
+    assert code == 0, err
+    assert json.loads(out)["verification"]["ok"] and err == ""
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("user_factories:broken", "model factory user_factories:broken raised RuntimeError: no weights here"),
+    ("user_factories:number", "model factory user_factories:number returned 'int', not a torch.nn.Module"),
+    ("user_factories:missing", "module 'user_factories' has no attribute 'missing'"),
+    ("user_factories:not_callable", "'not_callable' is not callable (int)"),
+    ("no_such_module_anywhere:build", "cannot import 'no_such_module_anywhere'"),
+], ids=["raises", "not-a-module", "missing", "not-callable", "no-module"])
+def test_bad_model_factory_is_one_line_error(factories, no_conversion, capsys, spec, needle):
+    assert_user_error(capsys, ["convert", "--model", spec], needle)
+
+
+def test_weights_directory_is_one_line_error(tmp_path, capsys):
+    assert_user_error(capsys, ["convert", "--model", "paper", "--weights", str(tmp_path)], "is a directory")
+
+
+@pytest.mark.parametrize("where, needle", [
+    ("dir", "is a directory; give a file name"),
+    ("under-file", "is not a directory"),
+], ids=["output-is-a-directory", "output-under-a-file"])
+def test_unwritable_output_is_refused_before_converting(tmp_path, no_conversion, capsys, where, needle):
+    (tmp_path / "file").write_text("x")
+    output = tmp_path if where == "dir" else tmp_path / "file" / "m.onnx"
+    assert_user_error(capsys, ["convert", "--model", "paper", "-o", str(output)], str(output), needle)
+
+
+def test_missing_class_names_file_is_refused_before_converting(tmp_path, no_conversion, capsys):
+    missing = tmp_path / "classes.txt"
+    assert_user_error(capsys, ["convert", "--model", "paper", "-o", str(tmp_path / "m.onnx"), "--class-names",
+                               str(missing)], f"--class-names {missing}: cannot read it: No such file")
+
+
+def test_wrong_number_of_class_names_is_refused_before_converting(tmp_path, no_conversion, capsys):
+    names = tmp_path / "classes.txt"
+    names.write_text("a\nb\n")
+    assert_user_error(capsys, ["convert", "--model", "paper", "-o", str(tmp_path / "m.onnx"), "--class-names",
+                               str(names)], "2 class names for a model with 10 classes")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["convert", "--model", "paper", "--check", "-1"], "argument --check: must be at least 0, got -1"),
+    (["convert", "--model", "paper", "--frequencies", "16"], "argument --frequencies: must be in 1..15, got 16"),
+    (["convert", "--model", "paper", "--channels", "2"], "argument --channels: invalid choice: 2"),
+    (["convert", "--model", "paper", "--input-size", "0x4"], "argument --input-size: sizes must be positive"),
+    (["predict", "m.onnx", "x.jpg", "--batch-size", "-2"], "argument --batch-size: must be at least 1, got -2"),
+    (["predict", "m.onnx", "x.jpg", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["predict", "m.onnx", "x.jpg", "--top-k", "0"], "argument --top-k: must be at least 1, got 0"),
+    (["bench", "--models", "vgg16"], "argument --models: invalid choice: 'vgg16'"),
+    (["bench", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+], ids=["check-negative", "frequencies", "channels", "input-size", "batch-size-negative", "batch-size-zero", "top-k",
+        "bench-model", "bench-batch", "command"])
+def test_bad_option_values_are_one_line_errors(no_conversion, capsys, args, needle):
+    assert_user_error(capsys, args, needle, "--help")
+
+
+def test_help_still_exits_0(capsys):
+    code, out, _ = call(capsys, "predict", "--help")
+    assert code == 0 and "--batch-size" in out
+
+
+@pytest.mark.parametrize("command", ["convert", "check"])
+def test_normalize_with_the_wrong_number_of_values_is_refused_before_converting(tmp_path, no_conversion, capsys,
+                                                                                command):
+    files = [] if command == "convert" else [str(rgb_jpeg(tmp_path / "x.jpg"))]
+    assert_user_error(capsys, [command, "--model", "resnet20", "--normalize", "0.5:0.5,0.2:0.2", *files],
+                      "normalisation mean has 2 value(s) for a model with 3 input channel(s)")
+
+
+def test_demo_with_an_unusable_out_dir_is_refused_before_converting(tmp_path, no_conversion, capsys):
+    (tmp_path / "file").write_text("x")
+    out_dir = tmp_path / "file" / "out"
+    assert_user_error(capsys, ["demo", "--out-dir", str(out_dir)], str(out_dir), "is not a directory")
+
+
+def test_info_json_is_a_list_for_one_file_and_for_several(tmp_path, capsys):
+    a, b = rgb_jpeg(tmp_path / "a.jpg"), rgb_jpeg(tmp_path / "b.jpg", size=(16, 24), seed=1)
+    shapes = []
+    for files in ([a], [a, b]):
+        code, out, err = call(capsys, "info", *map(str, files), "--json")
+        assert code == 0 and err == ""
+        info = json.loads(out)
+        assert isinstance(info, list) and [r["file"] for r in info] == list(map(str, files))
+        shapes.append(sorted(info[0]))
+    assert shapes[0] == shapes[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    """A small colour model (32x32, 4:2:0, 3 classes with names) exported to ONNX."""
+    import jpegfx
+    from torch import nn
+
+    torch.manual_seed(0)
+    spatial = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                            nn.Linear(4, 3)).eval()
+    jpeg_model = jpegfx.convert(spatial, 32, subsampling="4:2:0").eval()
+    return jpegfx.export_onnx(jpeg_model, tmp_path_factory.mktemp("tiny") / "tiny.onnx", class_names=["a", "b", "c"])
+
+
+def test_predict_skip_reports_each_bad_file_once(tiny_onnx, tmp_path, capsys):
+    good = rgb_jpeg(tmp_path / "good.jpg", subsampling=2)
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    wrong = rgb_jpeg(tmp_path / "wrong.jpg", size=(16, 16), subsampling=2)
+    code, out, err = call(capsys, "predict", str(tiny_onnx), str(good), str(bad), str(wrong), "--on-error", "skip")
+    assert code == 1 and err == ""
+    lines = out.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(f"{good}: ")
+    for line, path in zip(lines[1:], (bad, wrong)):
+        assert line.startswith(f"{path}: error: ") and line.count(str(path)) == 1, line
+    code, out, err = call(capsys, "predict", str(tiny_onnx), str(good), str(bad), "--on-error", "skip", "--json")
+    assert code == 1 and err == ""
+    results = json.loads(out)
+    assert [r["error"] is None for r in results] == [True, False] and results[0]["labels"][0] in "abc"
+    assert_user_error(capsys, ["predict", str(tiny_onnx), str(good), str(bad)], str(bad), "not a JPEG")
+
+
+def test_predict_with_corrupt_metadata_is_one_line_error(tiny_onnx, tmp_path, capsys):
+    import onnx
+
+    model = onnx.load(str(tiny_onnx))
+    for prop in model.metadata_props:
+        if prop.key == "samplings":
+            prop.value = "[[0, 0], [1, 1], [1, 1]]"
+    corrupt = tmp_path / "corrupt.onnx"
+    onnx.save(model, str(corrupt))
+    good = rgb_jpeg(tmp_path / "good.jpg", subsampling=2)
+    assert_user_error(capsys, ["predict", str(corrupt), str(good)], str(corrupt), "'samplings' bad")
+
+
+def test_progress_only_on_a_terminal(tiny_onnx, tmp_path, capsys, monkeypatch):
+    good = rgb_jpeg(tmp_path / "good.jpg", subsampling=2)
+    code, _, err = call(capsys, "predict", str(tiny_onnx), str(good))
+    assert code == 0 and err == ""  # not a terminal: nothing on stderr
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    from jpegfx.cli import main
+
+    assert main(["predict", str(tiny_onnx), str(good)]) == 0
+    text = terminal.getvalue()
+    assert "predict: 1/1 file(s)" in text and text.endswith("\r")  # shown, then erased
+
+
+def test_check_mixed_sizes_fail_before_converting(tmp_path, no_conversion, capsys):
+    a = rgb_jpeg(tmp_path / "a.jpg")
+    b = rgb_jpeg(tmp_path / "b.jpg", size=(24, 32))
+    assert_user_error(capsys, ["check", "--model", "resnet20", str(a), str(b)],
+                      f"{b}: image size 24x32 differs from {a}'s 32x32", "--on-error skip")
+
+
+def test_check_skips_other_sizes_once_each_and_approximate_modes_report_the_error(tmp_path, capsys):
+    a = rgb_jpeg(tmp_path / "a.jpg")
+    b = rgb_jpeg(tmp_path / "b.jpg", size=(24, 32))
+    c = rgb_jpeg(tmp_path / "c.jpg", seed=2)
+    code, out, err = call(capsys, "check", "--model", "resnet20", "--relu", "asm", "--frequencies", "4",
+                          str(a), str(b), str(c), "--on-error", "skip")
+    assert code == 1 and err == ""  # 1: a file was skipped
+    lines = out.strip().splitlines()
+    assert len(lines) == 4 and sum(str(b) in line for line in lines) == 1
+    assert lines[1].startswith(f"{b}: skipped: image size 24x32")
+    assert "max rel error" in lines[-1] and "no tolerance applies" in lines[-1]
+    assert "within tolerance" not in out and "FAILED" not in out
+    code, out, err = call(capsys, "check", "--model", "resnet20", "--relu", "asm", "--frequencies", "4",
+                          str(a), str(b), str(c), "--on-error", "skip", "--json")
+    summary = json.loads(out)
+    assert summary["tolerance"] is None and summary["ok"] is None and summary["skipped"] == 1
+    assert [f["error"] is None for f in summary["files"]] == [True, False, True]
+    assert summary["max_rel_error"] == max(f["max_rel_error"] for f in summary["files"] if f["error"] is None) > 0
+    assert all(f["ok"] is None for f in summary["files"])
