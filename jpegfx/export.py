@@ -409,7 +409,6 @@ def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSp
     :class:`~jpegfx.errors.UsageError` (a ``ValueError``; one line naming ``source`` and the key) when
     the jpegfx metadata is missing, malformed or inconsistent (e.g. samplings that are not the layout of
     ``subsampling``, class names that are not strings)."""
-    from jpegfx.convert import SUBSAMPLINGS
     from jpegfx.ops.input import UPSAMPLING
     from jpegfx.ops.relu import MODES as RELU_MODES
     from jpegfx.transforms import MAX_FREQUENCIES
@@ -419,7 +418,7 @@ def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSp
                          "export it with jpegfx.export.export_onnx")
     try:
         color_space = _choice(meta, "color_space", ("gray", "ycbcr"))
-        subsampling = _choice(meta, "subsampling", SUBSAMPLINGS)
+        subsampling = _choice(meta, "subsampling", (*jpeg_io.SUBSAMPLINGS, "gray"))
         if (subsampling == "gray") != (color_space == "gray"):
             raise _BadMetadata("subsampling", f"{subsampling!r} does not go with color_space {color_space!r}")
         channels = _int(meta, "channels", 1, 3)
