@@ -16,7 +16,7 @@ $(BIN)/jpegfx: pyproject.toml constraints.txt setup.py jpegfx/_jpegread.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt $(TORCH_SOURCE) torch==2.13.0
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,tools]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[torch,test,tools]'
 	touch $@
 
 # torch, torchvision and timm take their versions from constraints-thirdparty.txt (the one place
@@ -26,7 +26,7 @@ $(TP_BIN)/jpegfx: pyproject.toml constraints-thirdparty.txt setup.py jpegfx/_jpe
 	$(TP_BIN)/python -m pip install -q --upgrade pip
 	$(TP_BIN)/python -m pip install -q -c constraints-thirdparty.txt $(TORCH_SOURCE) torch torchvision
 	$(TP_BIN)/python -m pip install -q -c constraints-thirdparty.txt timm
-	$(TP_BIN)/python -m pip install -q -c constraints-thirdparty.txt -e '.[test]'
+	$(TP_BIN)/python -m pip install -q -c constraints-thirdparty.txt -e '.[torch,test]'
 	touch $@
 
 .PHONY: setup setup-thirdparty demo test test-thirdparty

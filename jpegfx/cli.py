@@ -19,21 +19,35 @@ import warnings
 from collections import Counter
 from pathlib import Path
 
-import torch
-from torch import nn
-
 import jpegfx
-from jpegfx import jpeg as jpeg_io
-from jpegfx import models
-from jpegfx.convert import check_normalize, convert, infer_channels
+from jpegfx import reader
 from jpegfx.errors import JpegfxError, UnsupportedModelError, UsageError
-from jpegfx.export import check_output_path, export_onnx
-from jpegfx.passes.lower_modules import ON_PIXELS
-from jpegfx.transforms import MAX_FREQUENCIES
-from jpegfx.verify import verify
+from jpegfx.spec import MAX_FREQUENCIES
+
+
+class _Lazy:
+    """A module imported on first attribute access: ``predict`` and ``info`` serve with onnxruntime
+    and numpy only, so the converter's modules (torch) load only for the commands that use them."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = _Lazy("torch")
+nn = _Lazy("torch.nn")
+jpeg_io = _Lazy("jpegfx.jpeg")
+models = _Lazy("jpegfx.models")
+_convert = _Lazy("jpegfx.convert")
+_export = _Lazy("jpegfx.export")
+_lower = _Lazy("jpegfx.passes.lower_modules")
+_verify = _Lazy("jpegfx.verify")
 
 NATIVE_SIZE = {"paper": 32, "resnet20": 32, "resnet56": 32, "preact_resnet18": 32,
                "resnet18": 224, "resnet34": 224, "resnet50": 224}
+ZOO = tuple(NATIVE_SIZE)  # jpegfx.models.MODELS, named here without importing torch (a test checks)
 APPROXIMATE = float("inf")  # verify's tolerance in approximate modes: errors are measured, never judged
 
 CliError = UsageError  # the command line's one-line user error (kept as a name for older callers)
@@ -132,7 +146,7 @@ def _factory_model(spec: str) -> nn.Module:
     ``factory()``; anything the user's code raises, or returns that is not a module, is a UsageError."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise UsageError(f"--model {spec!r}: expected a zoo name ({', '.join(models.MODELS)}) or module:factory")
+        raise UsageError(f"--model {spec!r}: expected a zoo name ({', '.join(ZOO)}) or module:factory")
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -210,7 +224,7 @@ def _read_class_names(path: Path) -> list[str]:
 
 def _model_channels(args: argparse.Namespace, model: nn.Module) -> int:
     """The model's input channels: ``--channels``, else read off its graph."""
-    return args.channels or infer_channels(model)
+    return args.channels or _convert.infer_channels(model)
 
 
 def _check_class_count(model: nn.Module, size: tuple[int, int], channels: int, dtype: torch.dtype,
@@ -250,7 +264,7 @@ def _without_path(message: str, path: str) -> str:
 # convert
 # --------------------------------------------------------------------------------------------
 def cmd_convert(args: argparse.Namespace) -> int:
-    output = check_output_path(args.output) if args.output is not None else None  # before any work
+    output = _export.check_output_path(args.output) if args.output is not None else None  # before any work
     class_names = _read_class_names(args.class_names) if args.class_names is not None else None
     model = load_model(args.model, args.channels, args.weights)
     dtype = torch.float64 if args.dtype == "float64" else torch.float32
@@ -258,14 +272,14 @@ def cmd_convert(args: argparse.Namespace) -> int:
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
     channels = _model_channels(args, model)
     if args.normalize is not None:
-        check_normalize(args.normalize, channels)
+        _convert.check_normalize(args.normalize, channels)
     if class_names is not None:
         _check_class_count(model, size, channels, dtype, class_names)
     exact = args.relu == "exact" and args.maxpool == "exact"
     tolerance = None if exact else APPROXIMATE
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
-        jpeg_model = convert(model, size, relu=args.relu, frequencies=args.frequencies,
+        jpeg_model = _convert.convert(model, size, relu=args.relu, frequencies=args.frequencies,
                              lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
                              subsampling=args.subsampling or ("gray" if channels == 1 else "4:2:0"),
                              upsampling=args.upsampling, elide_transforms=not args.no_elide,
@@ -275,19 +289,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
             status.show(f"verifying on {args.check} random input(s) ...")
             x = torch.randn(args.check, jpeg_model.spec.channels, *size, dtype=dtype,
                             generator=torch.Generator().manual_seed(0))
-            report = verify(model, jpeg_model, x, tolerance=tolerance)
+            report = _verify.verify(model, jpeg_model, x, tolerance=tolerance)
             status.show("verifying on the bundled sample JPEGs ...")
             real = _verify_on_samples(model, jpeg_model, tolerance)
         failed = exact and any(r is not None and not r.ok for r in (report, real))
         exported = None
         if output is not None and not failed:
             status.show(f"exporting {output} ...")
-            exported = str(export_onnx(jpeg_model, output, class_names=class_names))
+            exported = str(_export.export_onnx(jpeg_model, output, class_names=class_names))
     summary = {
         "model": args.model, "input_size": list(size), "channels": jpeg_model.spec.channels, "relu": args.relu,
         "frequencies": args.frequencies, "exact": exact, "conversion_seconds": round(jpeg_model.seconds, 3),
-        "lowered": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg != ON_PIXELS)),
-        "on_pixels": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg == ON_PIXELS)),
+        "lowered": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg != _lower.ON_PIXELS)),
+        "on_pixels": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg == _lower.ON_PIXELS)),
         "layers": [{"node": r.node, "op": r.spatial, "jpeg_op": r.jpeg, "lowering": r.detail,
                     "map_bytes": r.map_bytes, "domains": list(r.domains),
                     "in": _hw(r.in_geometry), "out": _hw(r.out_geometry)}
@@ -328,7 +342,7 @@ def _print_summary(summary: dict, report) -> None:
               + ", ".join(f"{op} {n}" for op, n in summary["on_pixels"].items()))
     print(f"{'node':<28} {'op':<18} {'lowering':<12} {'in':>9} {'out':>9} {'domains':<16} {'map MiB':>8}")
     for layer in summary["layers"]:
-        if layer["op"] in ("Conv2d", "MaxPool2d") or layer["lowering"] != "exact" and layer["jpeg_op"] != ON_PIXELS:
+        if layer["op"] in ("Conv2d", "MaxPool2d") or layer["lowering"] != "exact" and layer["jpeg_op"] != _lower.ON_PIXELS:
             size_in, size_out = ("x".join(map(str, layer[k])) if layer[k] else "-" for k in ("in", "out"))
             print(f"{layer['node']:<28} {layer['op']:<18} {layer['lowering']:<12} {size_in:>9} {size_out:>9} "
                   f"{' -> '.join(layer['domains']):<16} {layer['map_bytes'] / 2**20:>8.1f}")
@@ -360,7 +374,7 @@ def _verify_on_samples(model: nn.Module, jpeg_model, tolerance: float | None) ->
         return None
     samples = datasets.sample_jpegs()
     batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
-    return _RealCheck(verify(model, jpeg_model, batch, tolerance=tolerance), len(samples))
+    return _RealCheck(_verify.verify(model, jpeg_model, batch, tolerance=tolerance), len(samples))
 
 
 # --------------------------------------------------------------------------------------------
@@ -369,16 +383,17 @@ def _verify_on_samples(model: nn.Module, jpeg_model, tolerance: float | None) ->
 def cmd_info(args: argparse.Namespace) -> int:
     rows = []
     for path in _list_files(args.files):
-        batch = jpeg_io.read_jpeg(path)
+        coefs = reader.read_coefficients(path)
+        head = coefs.header
         comps = []
-        for name, c in zip(("Y", "Cb", "Cr") if batch.num_components == 3 else ("Y",), batch.components):
-            coeffs = c.coefficients
+        names = ("Y", "Cb", "Cr") if len(head.components) == 3 else ("Y",)
+        for name, c, plane, table in zip(names, head.components, coefs.planes, coefs.qtables):
             comps.append({"component": name, "size": list(c.size), "sampling": list(c.sampling),
-                          "blocks": list(coeffs.shape[1:3]),
-                          "zero_fraction": float((coeffs == 0).float().mean()),
-                          "qtable": c.qtable[0].tolist()})
-        rows.append({"file": str(path), "size": list(batch.size), "color_space": batch.color_space,
-                     "subsampling": batch.subsampling, "components": comps})
+                          "blocks": list(c.blocks), "zero_fraction": float((plane == 0).mean()),
+                          "qtable": table.tolist()})
+        rows.append({"file": str(path), "size": list(head.size), "color_space": head.color_space,
+                     "subsampling": head.subsampling, "progressive": head.progressive,
+                     "arithmetic": head.arithmetic, "scans": coefs.scans, "components": comps})
     if args.json:
         print(json.dumps(rows, indent=2))  # a list, also for one file
         return 0
@@ -426,18 +441,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.channels, args.weights).eval()
     channels = _model_channels(args, model)
     if args.normalize is not None:
-        check_normalize(args.normalize, channels)
+        _convert.check_normalize(args.normalize, channels)
     size = good[0][1].size
     exact = args.relu == "exact"
     results: dict[Path, dict] = {}
     tolerance = None  # the one verify applies in exact mode
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
-        jpeg_model = convert(model, size, relu=args.relu, frequencies=args.frequencies, normalize=args.normalize,
+        jpeg_model = _convert.convert(model, size, relu=args.relu, frequencies=args.frequencies, normalize=args.normalize,
                              upsampling=args.upsampling)
         for i, (path, batch) in enumerate(good, start=1):
             status.show(f"checking {i}/{len(good)}: {path}")
-            report = verify(model, jpeg_model, batch, tolerance=None if exact else APPROXIMATE)
+            report = _verify.verify(model, jpeg_model, batch, tolerance=None if exact else APPROXIMATE)
             results[path] = {"file": str(path), "max_abs_error": report.max_abs_error,
                              "max_rel_error": report.max_rel_error, "top1_agree": report.top1_agreement == 1.0,
                              "ok": report.ok if exact else None, "first_divergence": None
@@ -504,7 +519,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from jpegfx import datasets
     from jpegfx.runtime import Session
 
-    path = check_output_path(args.out_dir / "paper_fashion_mnist.onnx")  # before any work
+    path = _export.check_output_path(args.out_dir / "paper_fashion_mnist.onnx")  # before any work
     try:
         args.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -519,15 +534,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
         say(f"1. convert: the paper network trained on Fashion-MNIST (spatial test accuracy "
             f"{100 * meta['accuracy_spatial']:.2f}%) to the JPEG domain, 32x32 gray, exact ReLU")
         status.show("converting ...")
-        jpeg_model = convert(model, 32, subsampling="gray")
+        jpeg_model = _convert.convert(model, 32, subsampling="gray")
         say(f"   {len(jpeg_model.records)} nodes lowered in {jpeg_model.seconds:.2f} s")
         status.show("verifying ...")
         batch = jpeg_io.stack([jpeg_io.read_jpeg(p) for p in samples])
-        report = verify(model, jpeg_model, batch)
+        report = _verify.verify(model, jpeg_model, batch)
         say(f"2. verify on {len(samples)} sample JPEGs against the spatial model on their float decode: "
             f"{report.summary()}")
         status.show("exporting ...")
-        path = export_onnx(jpeg_model, path, class_names=classes)
+        path = _export.export_onnx(jpeg_model, path, class_names=classes)
         say(f"3. export: {path} ({path.stat().st_size / 1024:.0f} KiB)")
         status.show("predicting ...")
         session = Session(path)
@@ -581,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and verify it against the spatial model on random inputs. Exits 1 when "
                                    "exact-mode verification fails.")
     p.add_argument("--model", default="resnet18",
-                   help=f"a zoo name ({', '.join(models.MODELS)}) or module:factory, imported from the current "
+                   help=f"a zoo name ({', '.join(ZOO)}) or module:factory, imported from the current "
                         "directory or sys.path (default resnet18)")
     p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
     p.add_argument("--input-size", type=_size, help="HxW (default: the model's native size)")
@@ -647,8 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="End to end from JPEG bytes (read coefficients + JPEG-domain model vs libjpeg-turbo "
                                    "decode + spatial model), network only, and per layer; medians of --repeat runs "
                                    "after --warmup, ratios taken within one run.")
-    p.add_argument("--models", nargs="+", choices=list(models.MODELS), default=["paper", "resnet18"],
-                   metavar="NAME", help=f"zoo names ({', '.join(models.MODELS)})")
+    p.add_argument("--models", nargs="+", choices=list(ZOO), default=["paper", "resnet18"],
+                   metavar="NAME", help=f"zoo names ({', '.join(ZOO)})")
     p.add_argument("--input-size", type=_size, help="HxW (default: each model's native size)")
     p.add_argument("--batch", type=_positive, nargs="+", default=[1], help="batch sizes")
     p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")

@@ -39,9 +39,8 @@ import os
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -49,6 +48,10 @@ from torch import nn
 from jpegfx import jpeg as jpeg_io
 from jpegfx.errors import UsageError
 from jpegfx.ops.input import batch_tensors
+from jpegfx.spec import OnnxSpec, _one_line, input_names, sampling_ratios, spec_from_metadata
+
+# OnnxSpec, input_names, sampling_ratios and spec_from_metadata live in jpegfx.spec (torch-free, for
+# serving); they are re-exported here, where export_onnx writes what they read.
 
 log = logging.getLogger(__name__)
 
@@ -59,54 +62,6 @@ PROTOBUF_LIMIT = 2**31
 """Bytes a single protobuf message (one ``.onnx`` file without external data) can hold."""
 _GRAPH_MARGIN = 32 * 2**20  # room left for the graph itself (nodes, small constants, metadata)
 _TRACE_BATCH = 2
-_COMPONENTS = ("y", "cb", "cr")
-
-
-@dataclass(frozen=True)
-class OnnxSpec:
-    """What an exported model expects, read from its ONNX metadata (see :func:`read_spec`)."""
-
-    jpegfx_version: str
-    input_size: tuple[int, int]
-    channels: int
-    subsampling: str
-    color_space: str
-    samplings: tuple[tuple[int, int], ...]
-    normalize: tuple[tuple[float, ...], tuple[float, ...]] | None
-    upsampling: str
-    relu: str
-    frequencies: int
-    input_names: tuple[str, ...]
-    output_names: tuple[str, ...]
-    class_names: tuple[str, ...] | None = None
-    dtype: str = "float32"
-
-    @property
-    def size_text(self) -> str:
-        """``"HxW"``."""
-        return f"{self.input_size[0]}x{self.input_size[1]}"
-
-    @property
-    def layout(self) -> str:
-        """The layout in words, e.g. ``"YCbCr 4:2:0"`` or ``"grayscale"``."""
-        return "grayscale" if self.color_space == "gray" else f"YCbCr {self.subsampling}"
-
-    def ratios(self) -> tuple[tuple[int, int], ...]:
-        """Per component, the upsampling factors ``(v_max / v, h_max / h)`` of the layout."""
-        return sampling_ratios(self.samplings)
-
-
-def sampling_ratios(samplings: Sequence[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-    """``(v_max / v, h_max / h)`` per component; layouts with the same ratios read the same."""
-    vmax = max(v for v, _ in samplings)
-    hmax = max(h for _, h in samplings)
-    return tuple((vmax // v, hmax // h) if vmax % v == 0 and hmax % h == 0 else (-v, -h) for v, h in samplings)
-
-
-def input_names(color_space: str) -> tuple[str, ...]:
-    """ONNX input names of a layout: coefficients per component, then their tables."""
-    comps = _COMPONENTS[:1] if color_space == "gray" else _COMPONENTS
-    return comps + tuple(f"{c}_qtable" for c in comps)
 
 
 def tensor_bytes(module: nn.Module) -> int:
@@ -311,142 +266,6 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
              path.stat().st_size / 2**20, time.perf_counter() - start)
     log.debug("tracing took %.2f s", traced)
     return path
-
-
-class _BadMetadata(Exception):
-    """One problem with one metadata key; :func:`spec_from_metadata` turns it into a UsageError."""
-
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(key, problem)
-        self.key, self.problem = key, problem
-
-
-def _field(meta: Mapping[str, str], key: str) -> str:
-    if key not in meta:
-        raise _BadMetadata(key, "missing")
-    return meta[key]
-
-
-def _json(meta: Mapping[str, str], key: str):
-    try:
-        return json.loads(_field(meta, key))
-    except json.JSONDecodeError as exc:
-        raise _BadMetadata(key, f"not JSON ({exc.msg})") from None
-
-
-def _int(meta: Mapping[str, str], key: str, low: int, high: int | None = None) -> int:
-    text = _field(meta, key)
-    try:
-        value = int(text)
-    except ValueError:
-        raise _BadMetadata(key, f"{text!r} is not an integer") from None
-    if value < low or (high is not None and value > high):
-        raise _BadMetadata(key, f"{value} is outside {low}..{'' if high is None else high}")
-    return value
-
-
-def _strings(meta: Mapping[str, str], key: str, allowed: Sequence[str] | None = None) -> tuple[str, ...]:
-    value = _json(meta, key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise _BadMetadata(key, "expected a non-empty JSON list of strings")
-    if allowed is not None and set(value) - set(allowed):
-        raise _BadMetadata(key, f"unknown name(s) {sorted(set(value) - set(allowed))}; expected some of {list(allowed)}")
-    return tuple(value)
-
-
-def _choice(meta: Mapping[str, str], key: str, choices: Sequence[str]) -> str:
-    value = _field(meta, key)
-    if value not in choices:
-        raise _BadMetadata(key, f"{value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _input_size(meta: Mapping[str, str]) -> tuple[int, int]:
-    text = _field(meta, "input_size")
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise _BadMetadata("input_size", f"{text!r} is not HxW") from None
-    if h < 1 or w < 1:
-        raise _BadMetadata("input_size", f"{text!r}: sizes must be positive")
-    return h, w
-
-
-def _samplings(meta: Mapping[str, str], color_space: str, subsampling: str) -> tuple[tuple[int, int], ...]:
-    value = _json(meta, "samplings")
-    count = 1 if color_space == "gray" else 3
-    if (not isinstance(value, list) or len(value) != count
-            or not all(isinstance(s, list) and len(s) == 2 and all(type(f) is int for f in s) for s in value)):
-        raise _BadMetadata("samplings", f"expected {count} [v, h] pair(s) of integers for {color_space}, got {value}")
-    samplings = tuple((v, h) for v, h in value)
-    if not all(1 <= f <= 4 for s in samplings for f in s):
-        raise _BadMetadata("samplings", f"sampling factors must be 1..4, got {value}")
-    ratios = sampling_ratios(samplings)
-    if any(r < 0 for pair in ratios for r in pair):
-        raise _BadMetadata("samplings", f"{value}: every factor must divide the largest one")
-    luma = (1, 1) if subsampling == "gray" else jpeg_io.SUBSAMPLINGS[subsampling]
-    expected = ((1, 1),) if color_space == "gray" else (luma, (1, 1), (1, 1))
-    if ratios != sampling_ratios(expected):
-        raise _BadMetadata("samplings", f"{value} is not the layout of subsampling {subsampling!r}")
-    return samplings
-
-
-def _normalize(meta: Mapping[str, str], channels: int):
-    if _field(meta, "normalize") == "none":
-        return None
-    norm = _json(meta, "normalize")
-    try:
-        mean, std = (tuple(float(v) for v in norm[k]) for k in ("mean", "std"))
-    except (TypeError, ValueError, KeyError):
-        raise _BadMetadata("normalize", 'expected "none" or {"mean": [...], "std": [...]} of numbers') from None
-    if not all(len(v) in (1, channels) for v in (mean, std)) or min(std) <= 0:
-        raise _BadMetadata("normalize", f"expected 1 or {channels} values each and a positive std, got {norm}")
-    return mean, std
-
-
-def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSpec:
-    """An :class:`OnnxSpec` from ONNX ``metadata_props`` (e.g. onnxruntime's ``custom_metadata_map``);
-    :class:`~jpegfx.errors.UsageError` (a ``ValueError``; one line naming ``source`` and the key) when
-    the jpegfx metadata is missing, malformed or inconsistent (e.g. samplings that are not the layout of
-    ``subsampling``, class names that are not strings)."""
-    from jpegfx.ops.input import UPSAMPLING
-    from jpegfx.ops.relu import MODES as RELU_MODES
-    from jpegfx.transforms import MAX_FREQUENCIES
-
-    if "jpegfx_version" not in meta:
-        raise UsageError(f"{source}: not a jpegfx model (no jpegfx metadata in the ONNX file); "
-                         "export it with jpegfx.export.export_onnx")
-    try:
-        color_space = _choice(meta, "color_space", ("gray", "ycbcr"))
-        subsampling = _choice(meta, "subsampling", (*jpeg_io.SUBSAMPLINGS, "gray"))
-        if (subsampling == "gray") != (color_space == "gray"):
-            raise _BadMetadata("subsampling", f"{subsampling!r} does not go with color_space {color_space!r}")
-        channels = _int(meta, "channels", 1, 3)
-        if channels == 2:
-            raise _BadMetadata("channels", "2 is neither gray (1) nor colour (3)")
-        return OnnxSpec(
-            jpegfx_version=meta["jpegfx_version"],
-            input_size=_input_size(meta),
-            channels=channels,
-            subsampling=subsampling,
-            color_space=color_space,
-            samplings=_samplings(meta, color_space, subsampling),
-            normalize=_normalize(meta, channels),
-            upsampling=_choice(meta, "upsampling", UPSAMPLING),
-            relu=_choice(meta, "relu", RELU_MODES),
-            frequencies=_int(meta, "frequencies", 1, MAX_FREQUENCIES),
-            input_names=_strings(meta, "input_names", input_names(color_space)),
-            output_names=_strings(meta, "output_names") if "output_names" in meta else ("logits",),
-            class_names=_strings(meta, "class_names") if "class_names" in meta else None,
-            dtype=meta.get("dtype", "float32"),
-        )
-    except _BadMetadata as bad:
-        problem = "missing" if bad.problem == "missing" else f"bad: {_one_line(bad.problem)}"
-        raise UsageError(f"{source}: jpegfx metadata {bad.key!r} {problem}") from None
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def read_spec(path: str | os.PathLike) -> OnnxSpec:

@@ -74,13 +74,7 @@ __all__ = [
     "SUBSAMPLINGS",
 ]
 
-SUBSAMPLINGS: dict[str, tuple[int, int]] = {
-    "4:4:4": (1, 1),
-    "4:2:2": (1, 2),
-    "4:2:0": (2, 2),
-    "4:4:0": (2, 1),
-}
-"""Encoder subsampling names → luma sampling factors ``(vertical, horizontal)`` (chroma is 1×1)."""
+SUBSAMPLINGS = reader.SUBSAMPLINGS
 
 # ============================================================================================
 # Data contract

@@ -47,9 +47,11 @@ __all__ = [
     "ComponentHeader",
     "Header",
     "Coefficients",
+    "read_bytes",
     "read_header",
     "read_coefficients",
     "subsampling_name",
+    "SUBSAMPLINGS",
     "backend",
     "MAX_PIXELS",
     "MAX_BYTES",
@@ -70,6 +72,15 @@ MAX_FILE_BYTES = 1 << 30
 """Default limit on the size of a file read from a path or a file object."""
 
 BLOCK = 8
+
+SUBSAMPLINGS: dict[str, tuple[int, int]] = {
+    "4:4:4": (1, 1),
+    "4:2:2": (1, 2),
+    "4:2:0": (2, 2),
+    "4:4:0": (2, 1),
+}
+"""Subsampling names an encoder writes and an export takes → luma sampling factors ``(v, h)``
+(chroma is 1×1)."""
 
 # Chroma ratios (v_max / v_c, h_max / h_c) → conventional J:a:b names (luma at the maximum).
 _RATIO_NAMES = {
@@ -232,6 +243,13 @@ def _call(data, label: str, **options) -> tuple:
         raise JpegError(f"{label}: {exc}" if label else str(exc)) from None
     except JpegError as exc:
         raise JpegError(f"{label}: {exc}" if label else str(exc)) from None
+
+
+def read_bytes(source: Source, *, max_file_bytes: int = MAX_FILE_BYTES) -> bytes | bytearray | memoryview:
+    """The bytes of a path (a regular file of at most ``max_file_bytes``; opened without blocking), of a
+    binary file object, or bytes as given: read once, then pass them to :func:`read_header` and
+    :func:`read_coefficients`."""
+    return _source_bytes(source, _positive("max_file_bytes", max_file_bytes, MAX_FILE_BYTES))[0]
 
 
 def read_header(source: Source, *, max_pixels: int = MAX_PIXELS, max_file_bytes: int = MAX_FILE_BYTES) -> Header:

@@ -21,14 +21,16 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence, Union
+from typing import TYPE_CHECKING, BinaryIO, Sequence, Union
 
 import numpy as np
 
-from jpegfx import jpeg as jpeg_io
+from jpegfx import reader
 from jpegfx.errors import JpegError, JpegfxError, UsageError
-from jpegfx.export import OnnxSpec, input_names, sampling_ratios, spec_from_metadata
-from jpegfx.jpeg import JpegBatch
+from jpegfx.spec import OnnxSpec, input_names, sampling_ratios, spec_from_metadata
+
+if TYPE_CHECKING:  # torch is not needed to serve
+    from jpegfx.jpeg import JpegBatch
 
 log = logging.getLogger(__name__)
 
@@ -189,64 +191,100 @@ class Session:
         return f"Session({str(self.path)!r}, {self.spec.size_text} {self.spec.layout}, providers={self.providers})"
 
     # -- checking ----------------------------------------------------------------------------
-    def check(self, batch_or_path: JpegBatch | PathLike, name: str | None = None) -> JpegBatch:
-        """Validate a batch (or read and validate a file) against the model's spec; returns the batch.
+    def check(self, item: JpegBatch | reader.Coefficients | PathLike | bytes | BinaryIO, name: str | None = None):
+        """Validate a batch or read coefficients, or read and validate a file, against the model's spec.
+
+        A path (or the file's bytes, or a binary file object) is checked from its header first, so a file of the wrong size or
+        layout is refused before its scans are decoded; it is then read with
+        :func:`jpegfx.reader.read_coefficients` and its :class:`~jpegfx.reader.Coefficients` returned.
+        A :class:`~jpegfx.jpeg.JpegBatch` or ``Coefficients`` is returned as given.
 
         Raises :class:`~jpegfx.jpeg.JpegError` (a ``ValueError``) with one line that starts with the
         file name (``name``, or the path) for an unreadable file, a size other than the model's, gray
         vs colour, or a different chroma layout. Sampling factors need not equal the model's, only
         their ratios (a gray JPEG with sampling 2x2 reads like one with 1x1).
         """
-        if isinstance(batch_or_path, JpegBatch):
-            batch = batch_or_path
+        if isinstance(item, reader.Coefficients):
+            size, color_space, samplings = item.header.layout
+        elif hasattr(item, "components") and hasattr(item, "color_space"):  # a JpegBatch (torch)
+            size, color_space = item.size, item.color_space
+            samplings = tuple(c.sampling for c in item.components)
         else:
-            batch = jpeg_io.read_jpeg(batch_or_path)  # its errors already name the file
-            if name is None and isinstance(batch_or_path, (str, os.PathLike)):
-                name = os.fspath(batch_or_path)
-        problem = self._mismatch(batch)
+            if name is None and isinstance(item, (str, os.PathLike)):
+                name = os.fspath(item)
+            # Read once (a path or a file object), check the header, then decode.
+            data = item if isinstance(item, (bytes, bytearray, memoryview)) else reader.read_bytes(item)
+            try:
+                header = reader.read_header(data)
+                problem = self._mismatch(*header.layout)
+                if problem is not None:
+                    raise JpegError(problem)
+                return reader.read_coefficients(data)
+            except JpegError as exc:
+                raise JpegError(f"{name}: {exc}" if name else str(exc)) from None
+        problem = self._mismatch(size, color_space, samplings)
         if problem is not None:
             raise JpegError(f"{name}: {problem}" if name else problem)
-        return batch
+        return item
 
-    def _mismatch(self, batch: JpegBatch) -> str | None:
+    def _mismatch(self, size, color_space: str, samplings) -> str | None:
         spec = self.spec
-        if tuple(batch.size) != tuple(spec.input_size):
-            return (f"image size {batch.size[0]}x{batch.size[1]} does not match the model's {spec.size_text} "
+        subsampling = reader.subsampling_name(color_space, samplings)
+        if tuple(size) != tuple(spec.input_size):
+            return (f"image size {size[0]}x{size[1]} does not match the model's {spec.size_text} "
                     "(resize the image, or export a model for this size)")
-        if batch.color_space != spec.color_space:
+        if color_space != spec.color_space:
             if spec.color_space == "gray":
-                hint = (f"re-export with subsampling='{batch.subsampling}'" if batch.subsampling in _EXPORTABLE
+                hint = (f"re-export with subsampling='{subsampling}'" if subsampling in _EXPORTABLE
                         else "convert the image to grayscale")
-                return f"colour JPEG (YCbCr {batch.subsampling}) does not match the model's grayscale input; {hint}"
+                return f"colour JPEG (YCbCr {subsampling}) does not match the model's grayscale input; {hint}"
             return (f"grayscale JPEG does not match the model's colour input (YCbCr {spec.subsampling}); "
                     "re-export with subsampling='gray' or convert the image to colour")
-        samplings = tuple(c.sampling for c in batch.components)
         if sampling_ratios(samplings) != self._ratios:
-            detail = f"sampling factors (v, h) {samplings} vs the model's {spec.samplings}"
-            if batch.subsampling in _EXPORTABLE:
-                hint = f"re-export with subsampling='{batch.subsampling}' or re-encode the image as {spec.subsampling}"
+            detail = f"sampling factors (v, h) {tuple(samplings)} vs the model's {spec.samplings}"
+            if subsampling in _EXPORTABLE:
+                hint = f"re-export with subsampling='{subsampling}' or re-encode the image as {spec.subsampling}"
             else:
                 hint = f"re-encode the image as {spec.subsampling}"
-            return (f"subsampling {batch.subsampling} does not match the model's {spec.subsampling} ({detail}; "
+            return (f"subsampling {subsampling} does not match the model's {spec.subsampling} ({detail}; "
                     f"a model takes only the layout it was exported for); {hint}")
         return None
 
     # -- running -----------------------------------------------------------------------------
-    def _feed(self, batch: JpegBatch) -> dict[str, np.ndarray]:
-        names = input_names(batch.color_space)
-        k = len(batch.components)
-        arrays = {}
-        for i, c in enumerate(batch.components):
-            arrays[names[i]] = c.coefficients
-            arrays[names[k + i]] = c.qtable
+    def _feed(self, items) -> dict[str, np.ndarray]:
+        """ONNX inputs from a JpegBatch, or from Coefficients of one layout (stacked along N)."""
+        if hasattr(items, "components"):  # a JpegBatch
+            planes = [c.coefficients.numpy() for c in items.components]
+            tables = [c.qtable.numpy() for c in items.components]
+            color_space = items.color_space
+        else:
+            layouts = {c.header.layout for c in items}
+            if len(layouts) != 1:
+                raise JpegError(f"files of different layouts cannot run as one batch: {sorted(map(str, layouts))}")
+            planes = [np.stack([c.planes[i] for c in items]) for i in range(len(items[0].planes))]
+            tables = [np.stack([c.qtables[i] for c in items]) for i in range(len(items[0].qtables))]
+            color_space = items[0].header.color_space
+        names = input_names(color_space)
+        k = len(planes)
+        arrays = {names[i]: planes[i] for i in range(k)} | {names[k + i]: tables[i] for i in range(k)}
         dtypes = {n: (np.int32 if n.endswith("_qtable") else np.int16) for n in names}
-        return {n: np.ascontiguousarray(arrays[n].numpy(), dtype=dtypes[n]) for n in self._inputs}
+        return {n: np.ascontiguousarray(arrays[n], dtype=dtypes[n]) for n in self._inputs}
 
-    def run(self, batch: JpegBatch) -> np.ndarray:
-        """The model's first output (logits) for a checked batch, as a numpy array; a one-line
-        :class:`~jpegfx.errors.UsageError` naming the model file if onnxruntime fails to run it."""
-        self.check(batch)
-        feed = self._feed(batch)
+    def run(self, batch: JpegBatch | reader.Coefficients | Sequence[reader.Coefficients]) -> np.ndarray:
+        """The model's first output (logits) as a numpy array, for a :class:`~jpegfx.jpeg.JpegBatch`,
+        one :class:`~jpegfx.reader.Coefficients` or a list of them (one layout; stacked along N). Each is
+        checked against the spec; a one-line :class:`~jpegfx.errors.UsageError` names the model file if
+        onnxruntime fails to run it."""
+        items = [batch] if isinstance(batch, reader.Coefficients) else batch
+        if hasattr(items, "components"):
+            self.check(items)
+        else:
+            items = list(items)
+            if not items:
+                raise UsageError("run needs at least one image")
+            for c in items:
+                self.check(c)
+        feed = self._feed(items)
         try:
             return self._session.run([self._output], feed)[0]
         except _ort_errors() as exc:
@@ -276,7 +314,7 @@ class Session:
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
             slots: list[Prediction | None] = [None] * len(chunk)
-            groups: dict[tuple, list[tuple[int, JpegBatch]]] = {}
+            groups: dict[tuple, list[tuple[int, reader.Coefficients]]] = {}
             for slot, p in enumerate(chunk):
                 try:
                     batch = self.check(p)
@@ -285,8 +323,7 @@ class Session:
                         raise
                     slots[slot] = self._failed(p, exc)
                     continue
-                layout = tuple((c.sampling, c.blocks) for c in batch.components)
-                groups.setdefault(layout, []).append((slot, batch))
+                groups.setdefault(batch.header.layout, []).append((slot, batch))
             for members in groups.values():
                 self._predict_group(chunk, members, slots, top_k, on_error)
             results.extend(slots)  # type: ignore[arg-type]
@@ -298,11 +335,11 @@ class Session:
         log.info("skipping %s", message)
         return Prediction(path, (), (), None, message)
 
-    def _predict_group(self, chunk: list[str], members: list[tuple[int, JpegBatch]],
+    def _predict_group(self, chunk: list[str], members: list[tuple[int, reader.Coefficients]],
                        slots: list[Prediction | None], top_k: int, on_error: str) -> None:
         """Run files of one layout together; if that fails, each alone, so a failure is one file's."""
         try:
-            logits = self.run(jpeg_io.stack([b for _, b in members]))
+            logits = self.run([b for _, b in members])
         except JpegfxError as exc:
             if on_error == "raise":
                 raise

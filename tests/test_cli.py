@@ -316,12 +316,12 @@ def test_main_catches_only_jpegfx_errors(monkeypatch, capsys):
 @pytest.fixture
 def no_conversion(monkeypatch):
     """Fail the test if the command gets as far as converting (errors must come first)."""
-    from jpegfx import cli
+    import importlib
 
     def refuse(*args, **kwargs):
         raise AssertionError("the command converted before refusing its input")
 
-    monkeypatch.setattr(cli, "convert", refuse)
+    monkeypatch.setattr(importlib.import_module("jpegfx.convert"), "convert", refuse)
 
 
 @pytest.fixture
@@ -525,3 +525,10 @@ def test_check_skips_other_sizes_once_each_and_approximate_modes_report_the_erro
     assert [f["error"] is None for f in summary["files"]] == [True, False, True]
     assert summary["max_rel_error"] == max(f["max_rel_error"] for f in summary["files"] if f["error"] is None) > 0
     assert all(f["ok"] is None for f in summary["files"])
+
+
+def test_zoo_names_match_the_zoo():
+    """The CLI names the zoo without importing torch; the names are the zoo's own."""
+    from jpegfx import cli
+
+    assert set(cli.ZOO) == set(models.MODELS)

@@ -210,3 +210,15 @@ def test_unwritable_path_is_one_line_usage_error(tmp_path, where, needle):
         export_onnx(tiny_model(), path)
     assert "\n" not in str(info.value) and str(info.value).startswith(f"{path}: ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_torch_free_spec_agrees_with_the_converter():
+    """jpegfx.spec names the converter's options without importing torch: the same values."""
+    from jpegfx import jpeg, spec, transforms
+    from jpegfx.ops import input as input_stage
+    from jpegfx.ops import relu
+
+    assert spec.UPSAMPLING == input_stage.UPSAMPLING
+    assert spec.RELU_MODES == relu.MODES
+    assert spec.MAX_FREQUENCIES == transforms.MAX_FREQUENCIES
+    assert spec.SUBSAMPLINGS is jpeg.SUBSAMPLINGS

@@ -21,7 +21,6 @@ import pytest
 import torch
 from PIL import Image
 
-from jpegfx import jpeg as J
 from jpegfx.jpeg import (
     Component,
     JpegBatch,

@@ -24,7 +24,7 @@ from PIL import Image
 import jpegfx
 from jpegfx import models
 from jpegfx.export import export_onnx
-from jpegfx.errors import JpegfxError, UsageError
+from jpegfx.errors import UsageError
 from jpegfx.jpeg import JpegError, read_jpeg, stack
 from jpegfx.runtime import Prediction, Session, default_providers
 
@@ -354,3 +354,101 @@ def test_colour_files_with_different_sampling_factors_each_get_a_result(tmp_path
         want = torch.cat([jpeg_model(b) for b in batches]).softmax(dim=1)
     for p, row in zip(preds, want):
         np.testing.assert_allclose(p.scores, row[list(p.indices)].numpy(), rtol=1e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# Serving without torch; checks from the header before decoding
+# --------------------------------------------------------------------------------------------
+SERVE_WITHOUT_TORCH = r"""
+import contextlib, io, json, sys
+for blocked in ("torch", "onnx", "PIL", "jpegfx.jpeg", "jpegfx.convert", "jpegfx.export"):
+    sys.modules[blocked] = None  # importing any of these now raises ImportError
+from jpegfx.runtime import Session
+from jpegfx.cli import main
+model, files = sys.argv[1], sys.argv[2:]
+preds = Session(model, providers=["CPUExecutionProvider"]).predict(files, top_k=3)
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    status = main(["predict", model, *files, "--top-k", "3", "--json"])
+with contextlib.redirect_stdout(io.StringIO()):
+    info_status = main(["info", files[0], "--json"])
+print(json.dumps({"api": [[p.indices, p.scores] for p in preds], "cli": json.loads(out.getvalue()),
+                  "status": [status, info_status]}))
+"""
+
+
+def test_serving_needs_neither_torch_nor_the_converter(session, model, files):
+    """Session, `jpegfx predict` and `jpegfx info` with torch, onnx, Pillow and the converter's
+    modules made unimportable give the answers of the full install."""
+    import sys
+
+    good, _ = files
+    proc = subprocess.run([sys.executable, "-c", SERVE_WITHOUT_TORCH, str(model[1]), *good],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout)
+    want = session.predict(good, top_k=3)
+    assert got["status"] == [0, 0]
+    assert [tuple(i) for i, _ in got["api"]] == [p.indices for p in want]
+    np.testing.assert_allclose([s for _, s in got["api"]], [p.scores for p in want], rtol=1e-6)
+    assert [row["top"] for row in got["cli"]] == [list(p.indices) for p in want]
+
+
+def test_wrong_size_or_layout_is_refused_before_decoding(session, files, monkeypatch):
+    from jpegfx import reader
+
+    good, bad = files
+    decoded: list[object] = []
+    real = reader.read_coefficients
+    monkeypatch.setattr(reader, "read_coefficients", lambda data, **kw: decoded.append(data) or real(data, **kw))
+    preds = session.predict([bad["size"], bad["444"], bad["gray"], good[0]], on_error="skip")
+    assert [p.ok for p in preds] == [False, False, False, True]
+    assert len(decoded) == 1  # only the good file's scans were decoded
+
+
+def test_run_takes_coefficients(session, files):
+    from jpegfx import reader
+
+    good, _ = files
+    batch = stack([read_jpeg(p) for p in good])
+    coefs = [reader.read_coefficients(p) for p in good]
+    np.testing.assert_array_equal(session.run(coefs), session.run(batch))
+    np.testing.assert_array_equal(session.run(coefs[0]), session.run(coefs[:1]))
+    assert session.check(coefs[0]) is coefs[0]
+
+
+@pytest.mark.slow
+def test_base_install_serves_without_torch(session, model, files, tmp_path):
+    """`pip install jpegfx` (no extras) into a fresh venv: numpy + onnxruntime + the compiled reader,
+    no torch; its `jpegfx predict` gives the full install's answers."""
+    import venv
+
+    good, _ = files
+    root = os.path.join(os.path.dirname(__file__), "..")
+    venv.create(tmp_path / "venv", with_pip=True)
+    bin_dir = tmp_path / "venv" / ("Scripts" if os.name == "nt" else "bin")
+    pip = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "-q", root],
+                         capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    listed = subprocess.run([str(bin_dir / "python"), "-m", "pip", "list", "--format", "json"],
+                            capture_output=True, text=True, check=True).stdout
+    names = {p["name"].lower() for p in json.loads(listed)}
+    assert "jpegfx" in names and "onnxruntime" in names and "torch" not in names
+    run = subprocess.run([str(bin_dir / "jpegfx"), "predict", str(model[1]), *good, "--top-k", "3", "--json"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-3000:]
+    want = session.predict(good, top_k=3)
+    assert [row["top"] for row in json.loads(run.stdout)] == [list(p.indices) for p in want]
+
+
+def test_check_reads_bytes_and_file_objects(session, files):
+    from jpegfx import reader
+
+    good, bad = files
+    want = reader.read_coefficients(good[0])
+    data = open(good[0], "rb").read()
+    with open(good[0], "rb") as f:
+        for got in (session.check(data), session.check(f)):
+            assert all(np.array_equal(a, b) for a, b in zip(got.planes, want.planes))
+    with pytest.raises(JpegError, match="^mine: image size 64x40"):
+        session.check(open(bad["size"], "rb").read(), name="mine")
