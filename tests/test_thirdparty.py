@@ -64,7 +64,7 @@ class Case:
         return f"{'tv' if self.source == 'torchvision' else 'timm'}-{self.name}"
 
 
-# Outcomes when written (timm 1.0.31, torchvision 0.29.1): all exact at 64x64 and 57x41 but tresnet_m.
+# Outcomes when written (timm 1.0.31, torchvision 0.29.1): all exact at 64x64 and 57x41 (tresnet_m: 64x64 only).
 CASES = [
     Case("torchvision", "resnet18"),
     Case("torchvision", "resnet50"),
@@ -84,9 +84,8 @@ CASES = [
     # the spatial model alone is only good to ~1e-5 (float32 vs float64 spatial: 1.1e-5 relative at
     # 64x64), so the conversion's float32 error (2-3e-5) says nothing about exactness.
     Case("timm", "resnetv2_50x1_bit", torch.float64),
-    # TResNet's stem is SpaceToDepth (view → permute → view, so sides must be multiples of 4): refused
-    # when written, "cannot infer the input channels: the input first goes through Tensor.view"
-    # (exact with in_channels=3).
+    # TResNet's stem is SpaceToDepth (view → permute → view, so sides must be multiples of 4): the
+    # channel count is not in the graph; only 3 channels run, so they are inferred; exact.
     Case("timm", "tresnet_m", sizes=((64, 64),)),
 ]
 

@@ -300,12 +300,33 @@ class SpaceToDepth(nn.Module):
 
 
 def test_input_channels_are_read_off_the_graph_not_guessed():
+    """A space-to-depth stem hides the channel count from the graph: it is the one JPEG channel count
+    (1 or 3) the model runs with, here 3 (pixel_unshuffle(x, 2) feeds a 12-channel conv)."""
     model = _seeded(SpaceToDepth(), torch.float64)
-    with pytest.raises(ConversionError, match="cannot infer the input channels.*pixel_unshuffle.*in_channels="):
-        jpegfx.convert(model, 16)
-    jpeg_model = jpegfx.convert(model, 16, in_channels=3)
+    jpeg_model = jpegfx.convert(model, 16)
     assert jpeg_model.spec.channels == 3
     _assert_exact(model, jpeg_model, (16, 16))
+    assert jpegfx.convert(model, 16, in_channels=3).spec.channels == 3
+
+
+class ChannelAgnostic(nn.Module):
+    """Runs with any channel count: the input's mean over channels feeds the conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x.mean(1, keepdim=True))
+
+
+def test_input_channels_are_not_guessed_when_ambiguous_or_impossible():
+    with pytest.raises(ConversionError, match="cannot infer the input channels.*runs with both 1 and 3.*in_channels="):
+        jpegfx.convert(ChannelAgnostic().eval(), 16)
+    assert jpegfx.convert(ChannelAgnostic().eval(), 16, in_channels=1).spec.channels == 1
+    odd = nn.Sequential(nn.PixelUnshuffle(2), nn.Conv2d(8, 4, 3, padding=1)).eval()  # needs 2 channels
+    with pytest.raises(ConversionError, match="runs with neither 1 nor 3 channels.*in_channels="):
+        jpegfx.convert(odd, 16)
 
 
 def test_model_that_cannot_run_at_the_size_gets_one_line(capfd):
