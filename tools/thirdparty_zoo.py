@@ -4,7 +4,9 @@ For every model and input size: build it with ``pretrained=False`` and seeded ra
 randomised BatchNorm statistics and ``num_classes`` outputs, eval mode, float32; check that the
 spatial model runs at that size; ``jpegfx.convert(model, size, normalize="imagenet")``; verify it on
 real photo crops (scikit-learn's china.jpg and flower.jpg, matplotlib's grace_hopper.jpg), written as
-4:2:0 JPEGs by Pillow and read with :func:`jpegfx.jpeg.read_jpeg`; optionally export it to ONNX.
+4:2:0 JPEGs by Pillow and read with :func:`jpegfx.jpeg.read_jpeg`; optionally export it to ONNX and
+check that onnxruntime's logits equal the torch model's (max relative 1e-5; for an f32-limited row,
+10× the spatial model's own float32 error, the bound its float32 result was held to).
 
 Outcomes: ``exact`` (max relative logit error <= 1e-5 and 100% top-1 agreement), ``refused``
 (:class:`jpegfx.ConversionError`; the table shows its first line), ``f32-limited`` (beyond the float32
@@ -230,9 +232,9 @@ def time_limit(seconds: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def onnx_size(jpeg_model: nn.Module, batch: JpegBatch) -> float:
-    """Size in MiB of ``jpeg_model`` exported with :func:`jpegfx.export_onnx` to a temporary file;
-    raises unless onnxruntime's logits on ``batch`` equal the torch model's (max relative 1e-5)."""
+def onnx_size(jpeg_model: nn.Module, batch: JpegBatch) -> tuple[float, float]:
+    """Size in MiB of ``jpeg_model`` exported with :func:`jpegfx.export_onnx` to a temporary file, and
+    the max relative difference of onnxruntime's logits on ``batch`` from the torch model's."""
     import onnxruntime as ort
 
     from jpegfx.ops.input import batch_tensors
@@ -246,9 +248,19 @@ def onnx_size(jpeg_model: nn.Module, batch: JpegBatch) -> float:
         with torch.no_grad():
             want = jpeg_model(batch)
         error = float((got - want).abs().max() / want.abs().max().clamp_min(1e-30))
-        if not error <= TOLERANCE:
-            raise ValueError(f"onnxruntime differs from torch by {error:.1e}")
-        return path.stat().st_size / 2**20
+        return path.stat().st_size / 2**20, error
+
+
+def judge_onnx(row: Row, error: float) -> None:
+    """onnxruntime must give the torch model's logits: within :data:`TOLERANCE`, or for an
+    ``f32-limited`` row within the bound that row's float32 result was held to (10× the spatial
+    model's own float32 error): both are float32 runs of the same ill-conditioned network."""
+    bound = TOLERANCE
+    if row.outcome == "f32-limited" and row.spatial_f32_error is not None:
+        bound = max(TOLERANCE, 10 * row.spatial_f32_error)
+    if not error <= bound:
+        row.onnx_error = f"ValueError: onnxruntime differs from torch by {error:.1e} (bound {bound:.1e})"
+        row.onnx_mib = None
 
 
 F64_EXACT = 1e-10
@@ -318,15 +330,18 @@ def survey_one(name: str, model: nn.Module, size: tuple[int, int], images: list[
     if not ok and report.first_divergence is not None:
         d = report.first_divergence
         row.divergence = f"{d.node} ({d.target}): rel {d.rel_error:.2e}"
+    onnx_error = None
     if args.onnx:
         try:
-            row.onnx_mib = onnx_size(jpeg_model, batch)
+            row.onnx_mib, onnx_error = onnx_size(jpeg_model, batch)
         except Exception as exc:  # noqa: BLE001 - reported in the table
             row.onnx_error = f"{type(exc).__name__}: {exc}"
     del jpeg_model  # before the float64 copies
     gc.collect()
     if not ok and args.f64_recheck:
         recheck(row, model, size, batch)
+    if onnx_error is not None:
+        judge_onnx(row, onnx_error)  # after the recheck: an f32-limited row has a wider float32 bound
     return row
 
 
