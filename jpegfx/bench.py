@@ -149,13 +149,23 @@ def layer_times(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, repeat
     return rows
 
 
-def _ort_session(path: Path, threads: int):
+def _ort_options(threads: int):
+    """Session options for interleaved timing: ``threads`` intra-op threads that do not spin when idle
+    (two sessions' spinning pools would otherwise fight over the cores between their runs)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def _ort_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(path), sess_options=_ort_options(threads), providers=["CPUExecutionProvider"])
 
 
 def _export_spatial(model: nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -250,7 +260,8 @@ def _bench_onnxruntime(result: BenchResult, jpeg_model: JpegModel, model: nn.Mod
         jpeg_path, spatial_path = Path(tmp) / "jpeg.onnx", Path(tmp) / "spatial.onnx"
         export_onnx(jpeg_model, jpeg_path)
         _export_spatial(model, x, spatial_path)
-        jpeg_session = Session(jpeg_path, providers=["CPUExecutionProvider"], intra_op_threads=result.threads)
+        jpeg_session = Session(jpeg_path, providers=["CPUExecutionProvider"], intra_op_threads=result.threads,
+                               session_options=_ort_options(result.threads))
         spatial_session = _ort_session(spatial_path, result.threads)
     t, coeffs, pixels = result.seconds, read_coefficients(), x.numpy()
     with torch.inference_mode():

@@ -108,6 +108,8 @@ class Session:
     ``path``: an ``.onnx`` file written by :func:`jpegfx.export.export_onnx`. ``providers``:
     onnxruntime execution providers in order of preference (default :func:`default_providers`).
     ``intra_op_threads``: the size of onnxruntime's intra-op thread pool (default: onnxruntime's choice).
+    ``session_options``: an ``onnxruntime.SessionOptions`` to start from (graph optimisation level,
+    spinning, profiling …; ``intra_op_threads`` overrides its thread count).
 
     Loading checks the jpegfx metadata against itself and against the graph (input names, element
     types and block grids for the metadata's size and layout, the number of classes against
@@ -117,11 +119,13 @@ class Session:
     """
 
     def __init__(self, path: PathLike, providers: Sequence[str] | None = None,
-                 intra_op_threads: int | None = None) -> None:
+                 intra_op_threads: int | None = None, session_options=None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path)
-        options = ort.SessionOptions()
+        if session_options is not None and not isinstance(session_options, ort.SessionOptions):
+            raise UsageError(f"session_options must be an onnxruntime.SessionOptions, got {type(session_options).__name__}")
+        options = session_options if session_options is not None else ort.SessionOptions()
         if intra_op_threads is not None:
             if isinstance(intra_op_threads, bool) or not isinstance(intra_op_threads, int) or intra_op_threads < 1:
                 raise UsageError(f"intra_op_threads must be a positive integer, got {intra_op_threads!r}")

@@ -288,12 +288,28 @@ def _child_outcomes(indices: list[int]) -> list[str]:
 
 
 @pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="no fork() here")
-def test_forked_processes_give_the_serial_answers():
+def test_forked_processes_and_threads_at_once_give_the_serial_answers():
+    """2 processes forked after the parent has read files, reading while 4 threads of the parent read
+    the same good and corrupt files: every answer is the serial one."""
     inputs = mixed_inputs()
     expected = [outcome(d) for d in inputs]  # the parent has read files before forking
-    indices = list(np.random.default_rng(1).permutation(np.tile(np.arange(len(inputs)), 10)))
+    indices = [int(i) for i in np.random.default_rng(1).permutation(np.tile(np.arange(len(inputs)), 10))]
+    mismatches: list[str] = []
+
+    def work(offset: int) -> None:
+        for i in np.roll(indices, offset * 11):
+            if outcome(inputs[i]) != expected[i]:
+                mismatches.append(f"thread {offset}, input {i}")
+
     with multiprocessing.get_context("fork").Pool(2) as pool:
-        results = pool.map(_child_outcomes, [indices, indices[::-1]])
+        pending = pool.map_async(_child_outcomes, [indices, indices[::-1]])
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        results = pending.get(timeout=300)
+    assert not mismatches, mismatches[:5]
     assert results[0] == [expected[i] for i in indices]
     assert results[1] == [expected[i] for i in indices[::-1]]
 

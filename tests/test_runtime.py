@@ -452,3 +452,15 @@ def test_check_reads_bytes_and_file_objects(session, files):
             assert all(np.array_equal(a, b) for a, b in zip(got.planes, want.planes))
     with pytest.raises(JpegError, match="^mine: image size 64x40"):
         session.check(open(bad["size"], "rb").read(), name="mine")
+
+
+def test_session_takes_onnxruntime_options(model):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    session = Session(model[1], providers=["CPUExecutionProvider"], intra_op_threads=1, session_options=options)
+    assert session.spec.input_size == SIZE
+    with pytest.raises(UsageError, match="session_options must be an onnxruntime.SessionOptions"):
+        Session(model[1], session_options={"threads": 1})
