@@ -6,14 +6,15 @@
     predictions = session.predict(["cat.jpg", "dog.jpg"], top_k=5)
     best = {p.path: p.labels[0] if p.labels else p.top1 for p in predictions}
 
-Files are read with :func:`jpegfx.jpeg.read_jpeg` (no decode: the quantised coefficients and tables go
-straight into the model) and checked against the model's spec before they are batched: image size,
-gray vs colour, and the chroma layout — a model exported for one layout takes only that layout
-(re-export for another). Every error is one line that names the file.
+Serving needs numpy and onnxruntime only (no torch). Each file is read once; its header is checked
+against the model's spec — image size, gray vs colour, and the chroma layout (a model exported for one
+layout takes only that layout; re-export for another) — before its scans are decoded by
+:func:`jpegfx.reader.read_coefficients` (no pixel decode: the quantised coefficients and tables go
+straight into the model). Every error is one line that names the file.
 
 A :class:`Session` holds no per-call state: ``run``/``predict`` may be called from several threads at
-once (onnxruntime's ``InferenceSession.run`` is thread-safe; :func:`~jpegfx.jpeg.read_jpeg` serialises
-its libjpeg calls internally).
+once (onnxruntime's ``InferenceSession.run`` is thread-safe, and so is the reader, which releases the
+GIL while libjpeg runs).
 """
 from __future__ import annotations
 
