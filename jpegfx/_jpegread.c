@@ -144,7 +144,7 @@ static PyObject *color_space_name(int nc, J_COLOR_SPACE cs, char *why) {
 static unsigned long long round_up(unsigned long long a, unsigned long long b) { return (a + b - 1) / b * b; }
 
 PyDoc_STRVAR(read_doc,
-"read(data, header_only=False, tolerant=False, max_scans=1000, max_pixels=10**8, max_bytes=2**31)\n"
+"read(data, header_only=False, tolerant=False, max_scans=1000, max_pixels=10**8, max_bytes=2**30)\n"
 "--\n\n"
 "Read a JPEG held in a bytes-like object. Returns (height, width, color_space, progressive,\n"
 "arithmetic, scans, components, warnings); each component is (id, (v, h), (size_h, size_w),\n"
@@ -156,7 +156,7 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
     static char *keywords[] = {"data", "header_only", "tolerant", "max_scans", "max_pixels", "max_bytes", NULL};
     Py_buffer view;
     int header_only = 0, tolerant = 0, max_scans = 1000;
-    unsigned long long max_pixels = 100000000ULL, max_bytes = 1ULL << 31;
+    unsigned long long max_pixels = 100000000ULL, max_bytes = 1ULL << 30; /* jpegfx.reader passes its own */
     (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|ppiKK:read", keywords, &view, &header_only, &tolerant,
                                      &max_scans, &max_pixels, &max_bytes))
