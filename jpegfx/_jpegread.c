@@ -101,8 +101,12 @@ static void on_emit_message(j_common_ptr cinfo, int level) {
     if (!err->tolerant) {
         char text[JMSG_LENGTH_MAX];
         (*cinfo->err->format_message)(cinfo, text);
-        if (cinfo->err->msg_code == JWRN_JPEG_EOF)
+        int code = cinfo->err->msg_code;
+        if (code == JWRN_JPEG_EOF)
             snprintf(err->message, MSG_LEN, "truncated JPEG (libjpeg: %s)", text);
+        else if (code == JWRN_JFIF_MAJOR || code == JWRN_ADOBE_XFORM)
+            snprintf(err->message, MSG_LEN,
+                     "libjpeg warning: %s (refused: read with tolerant=True, or --tolerant, to accept)", text);
         else
             snprintf(err->message, MSG_LEN, "corrupt JPEG data (libjpeg warning: %s)", text);
         longjmp(err->escape, 1);

@@ -383,7 +383,7 @@ def _verify_on_samples(model: nn.Module, jpeg_model, tolerance: float | None) ->
 def cmd_info(args: argparse.Namespace) -> int:
     rows = []
     for path in _list_files(args.files):
-        coefs = reader.read_coefficients(path)
+        coefs = reader.read_coefficients(path, tolerant=args.tolerant)
         head = coefs.header
         comps = []
         names = ("Y", "Cb", "Cr") if len(head.components) == 3 else ("Y",)
@@ -393,7 +393,8 @@ def cmd_info(args: argparse.Namespace) -> int:
                           "qtable": table.tolist()})
         rows.append({"file": str(path), "size": list(head.size), "color_space": head.color_space,
                      "subsampling": head.subsampling, "progressive": head.progressive,
-                     "arithmetic": head.arithmetic, "scans": coefs.scans, "components": comps})
+                     "arithmetic": head.arithmetic, "scans": coefs.scans, "warnings": list(coefs.warnings),
+                     "components": comps})
     if args.json:
         print(json.dumps(rows, indent=2))  # a list, also for one file
         return 0
@@ -498,7 +499,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for start in range(0, len(files), args.batch_size):
             chunk = files[start:start + args.batch_size]
             predictions += session.predict(chunk, batch_size=args.batch_size, top_k=args.top_k,
-                                           on_error=args.on_error)
+                                           on_error=args.on_error, tolerant=args.tolerant)
             status.show(f"predict: {len(predictions)}/{len(files)} file(s)")
     if args.json:
         print(json.dumps([{"file": str(p.path), "top": [int(i) for i in p.indices],
@@ -636,6 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="stop at the first bad file (default) or report it (once, in the output) and go on")
     p.add_argument("--threads", type=_positive, help="onnxruntime intra-op threads")
+    p.add_argument("--tolerant", action="store_true",
+                   help="read files libjpeg decodes only with warnings (corrupt data becomes zeros; each warning "
+                        "is logged); by default any libjpeg warning refuses the file")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.set_defaults(func=cmd_predict)
 
@@ -685,6 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="geometry, sampling, tables and coefficient sparsity of JPEG files")
     p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories")
+    p.add_argument("--tolerant", action="store_true", help="show files libjpeg reads only with warnings "
+                   "(listed under 'warnings')")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per file")
     p.set_defaults(func=cmd_info)
     return parser

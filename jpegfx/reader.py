@@ -252,14 +252,17 @@ def read_bytes(source: Source, *, max_file_bytes: int = MAX_FILE_BYTES) -> bytes
     return _source_bytes(source, _positive("max_file_bytes", max_file_bytes, MAX_FILE_BYTES))[0]
 
 
-def read_header(source: Source, *, max_pixels: int = MAX_PIXELS, max_file_bytes: int = MAX_FILE_BYTES) -> Header:
+def read_header(source: Source, *, max_pixels: int = MAX_PIXELS, max_file_bytes: int = MAX_FILE_BYTES,
+                tolerant: bool = False) -> Header:
     """The geometry of a JPEG (size, colour space, sampling) from its header alone.
 
-    Checks everything :func:`read_coefficients` checks before entropy decoding; a file that passes
-    may still be refused later for corrupt scan data.
+    Checks everything :func:`read_coefficients` checks before entropy decoding, including libjpeg's
+    warnings about the header (``tolerant`` as there); a file that passes may still be refused later
+    for corrupt scan data.
     """
     data, label = _source_bytes(source, _positive("max_file_bytes", max_file_bytes, MAX_FILE_BYTES))
-    raw = _call(data, label, header_only=True, max_pixels=_positive("max_pixels", max_pixels, MAX_PIXELS))
+    raw = _call(data, label, header_only=True, tolerant=bool(tolerant),
+                max_pixels=_positive("max_pixels", max_pixels, MAX_PIXELS))
     return _header(raw)
 
 

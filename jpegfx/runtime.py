@@ -196,13 +196,16 @@ class Session:
         return f"Session({str(self.path)!r}, {self.spec.size_text} {self.spec.layout}, providers={self.providers})"
 
     # -- checking ----------------------------------------------------------------------------
-    def check(self, item: JpegBatch | reader.Coefficients | PathLike | bytes | BinaryIO, name: str | None = None):
+    def check(self, item: JpegBatch | reader.Coefficients | PathLike | bytes | BinaryIO, name: str | None = None,
+              tolerant: bool = False):
         """Validate a batch or read coefficients, or read and validate a file, against the model's spec.
 
         A path (or the file's bytes, or a binary file object) is checked from its header first, so a file of the wrong size or
         layout is refused before its scans are decoded; it is then read with
         :func:`jpegfx.reader.read_coefficients` and its :class:`~jpegfx.reader.Coefficients` returned.
-        A :class:`~jpegfx.jpeg.JpegBatch` or ``Coefficients`` is returned as given.
+        A :class:`~jpegfx.jpeg.JpegBatch` or ``Coefficients`` is returned as given. ``tolerant``: read
+        files libjpeg can decode only with warnings (corrupt data becomes zeros), logging the warnings;
+        by default any warning refuses the file.
 
         Raises :class:`~jpegfx.jpeg.JpegError` (a ``ValueError``) with one line that starts with the
         file name (``name``, or the path) for an unreadable file, a size other than the model's, gray
@@ -220,11 +223,11 @@ class Session:
             # Read once (a path or a file object), check the header, then decode.
             data = item if isinstance(item, (bytes, bytearray, memoryview)) else reader.read_bytes(item)
             try:
-                header = reader.read_header(data)
+                header = reader.read_header(data, tolerant=tolerant)
                 problem = self._mismatch(*header.layout)
                 if problem is not None:
                     raise JpegError(problem)
-                return reader.read_coefficients(data)
+                return reader.read_coefficients(data, tolerant=tolerant)
             except JpegError as exc:
                 raise JpegError(f"{name}: {exc}" if name else str(exc)) from None
         problem = self._mismatch(size, color_space, samplings)
@@ -296,7 +299,7 @@ class Session:
             raise UsageError(f"{self.path}: onnxruntime cannot run the model: {_one_line(exc)}") from None
 
     def predict(self, paths: Sequence[PathLike], batch_size: int = 32, top_k: int = 5,
-                on_error: str = "raise") -> list[Prediction]:
+                on_error: str = "raise", tolerant: bool = False) -> list[Prediction]:
         """Top-``top_k`` classes (softmax probabilities) for each JPEG file, in the order given.
 
         Files are read, checked and run ``batch_size`` at a time; within a batch, files whose sampling
@@ -304,8 +307,9 @@ class Session:
         ``on_error="raise"`` (default): the first file that cannot be read or does not fit the model
         raises its one-line :class:`~jpegfx.jpeg.JpegError` (naming the file). ``on_error="skip"``:
         such a file gets a :class:`Prediction` with ``error`` set (one line starting with its path,
-        logged at INFO) and every other file still gets its result, whatever its neighbours. Bad
-        arguments raise :class:`~jpegfx.errors.UsageError` (a ``ValueError``).
+        logged at INFO) and every other file still gets its result, whatever its neighbours.
+        ``tolerant``: as in :meth:`check`. Bad arguments raise :class:`~jpegfx.errors.UsageError` (a
+        ``ValueError``).
         """
         if on_error not in ("raise", "skip"):
             raise UsageError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -322,7 +326,7 @@ class Session:
             groups: dict[tuple, list[tuple[int, reader.Coefficients]]] = {}
             for slot, p in enumerate(chunk):
                 try:
-                    batch = self.check(p)
+                    batch = self.check(p, tolerant=tolerant)
                 except (JpegfxError, OSError) as exc:
                     if on_error == "raise":
                         raise

@@ -532,3 +532,30 @@ def test_zoo_names_match_the_zoo():
     from jpegfx import cli
 
     assert set(cli.ZOO) == set(models.MODELS)
+
+
+def test_info_tolerant_lists_libjpeg_warnings(tmp_path, capsys):
+    """info refuses a file with a libjpeg warning (JFIF major version 2) unless --tolerant, which
+    lists the warning; djpeg exits 2 (warnings) on the same file."""
+    import io
+    import shutil
+    import subprocess
+
+    import numpy as np
+    from PIL import Image
+
+    from jpegfx import cli
+
+    buf = io.BytesIO()
+    Image.fromarray(np.full((16, 24, 3), 90, np.uint8)).save(buf, format="JPEG")
+    data = bytearray(buf.getvalue())
+    data[data.find(b"JFIF\x00") + 5] = 2
+    path = tmp_path / "jfif2.jpg"
+    path.write_bytes(bytes(data))
+    if shutil.which("djpeg"):
+        assert subprocess.run(["djpeg", "-outfile", os.devnull, str(path)], capture_output=True).returncode == 2
+    assert cli.main(["info", str(path), "--json"]) == 2
+    assert "unknown JFIF revision" in capsys.readouterr().err
+    assert cli.main(["info", str(path), "--tolerant", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["size"] == [16, 24] and any("unknown JFIF revision" in w for w in row["warnings"])

@@ -464,3 +464,27 @@ def test_session_takes_onnxruntime_options(model):
     assert session.spec.input_size == SIZE
     with pytest.raises(UsageError, match="session_options must be an onnxruntime.SessionOptions"):
         Session(model[1], session_options={"threads": 1})
+
+
+def test_tolerant_reads_files_with_libjpeg_warnings(session, model, files, tmp_path, capsys, caplog):
+    """A JFIF APP0 with major version 2 (libjpeg: "unknown JFIF revision", djpeg exit status 2):
+    refused by default, read with tolerant=True / --tolerant (the warning logged), same scan data."""
+    from jpegfx.cli import main
+
+    good, _ = files
+    data = bytearray(open(good[0], "rb").read())
+    i = data.find(b"JFIF\x00")
+    data[i + 5] = 2
+    path = tmp_path / "jfif2.jpg"
+    path.write_bytes(bytes(data))
+    with pytest.raises(JpegError, match="jfif2.jpg: .*unknown JFIF revision"):
+        session.predict([str(path)])
+    got = session.predict([str(path)], top_k=3, tolerant=True)[0]
+    want = session.predict([good[0]], top_k=3)[0]
+    assert got.ok and got.indices == want.indices and got.scores == want.scores
+    assert main(["predict", str(model[1]), str(path), "--on-error", "skip", "--json"]) == 1
+    caplog.clear()
+    assert main(["predict", str(model[1]), str(path), "--tolerant", "--top-k", "3", "--json"]) == 0
+    out, _ = capsys.readouterr()
+    assert json.loads(out.split("\n]\n", 1)[1])[0]["top"] == list(want.indices)
+    assert any("unknown JFIF revision" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
