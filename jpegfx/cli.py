@@ -21,7 +21,7 @@ from pathlib import Path
 
 import jpegfx
 from jpegfx import reader
-from jpegfx.errors import JpegfxError, UnsupportedModelError, UsageError
+from jpegfx.errors import JpegError, JpegfxError, UnsupportedModelError, UsageError
 from jpegfx.spec import MAX_FREQUENCIES
 
 
@@ -410,30 +410,41 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def _read_for_check(files: list[Path], on_error: str) -> tuple[list[tuple[Path, object]], dict[Path, str]]:
     """Read every file before converting: ``(readable files of the first readable file's size, {file:
-    error})``. With ``on_error="raise"`` the first unreadable file or other size is a UsageError."""
+    error})``. A file's size comes from its header, so one of another size is not decoded. With
+    ``on_error="raise"`` the first unreadable file or other size is a one-line error."""
     good: list[tuple[Path, object]] = []
     skipped: dict[Path, str] = {}
     for path in files:
         try:
-            batch = jpeg_io.read_jpeg(path)
+            data = reader.read_bytes(path)
+            size = _labelled(path, reader.read_header, data).size
+            if good and size != good[0][1].size:
+                (h, w), (h0, w0) = size, good[0][1].size
+                problem = (f"image size {h}x{w} differs from {good[0][0]}'s {h0}x{w0} (check converts the model "
+                           "for one size)")
+                if on_error == "raise":
+                    raise UsageError(f"{path}: {problem}; check each size on its own, or pass --on-error skip")
+                skipped[path] = problem
+                continue
+            batch = jpeg_io.from_coefficients(_labelled(path, reader.read_coefficients, data))
         except JpegfxError as e:
             if on_error == "raise":
                 raise
             skipped[path] = _without_path(_one_line(e), str(path))
-            continue
-        if good and batch.size != good[0][1].size:
-            (h, w), (h0, w0) = batch.size, good[0][1].size
-            problem = (f"image size {h}x{w} differs from {good[0][0]}'s {h0}x{w0} (check converts the model for "
-                       "one size)")
-            if on_error == "raise":
-                raise UsageError(f"{path}: {problem}; check each size on its own, or pass --on-error skip")
-            skipped[path] = problem
             continue
         good.append((path, batch))
     if not good:
         raise UsageError(f"none of the {len(files)} file(s) could be used: " + "; ".join(
             f"{p}: {m}" for p, m in skipped.items()))
     return good, skipped
+
+
+def _labelled(path: Path, read, data):
+    """``read(data)``, its one-line JpegError prefixed with the file's path."""
+    try:
+        return read(data)
+    except JpegError as e:
+        raise JpegError(f"{path}: {e}") from None
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -499,11 +499,17 @@ def test_progress_only_on_a_terminal(tiny_onnx, tmp_path, capsys, monkeypatch):
     assert "predict: 1/1 file(s)" in text and text.endswith("\r")  # shown, then erased
 
 
-def test_check_mixed_sizes_fail_before_converting(tmp_path, no_conversion, capsys):
+def test_check_mixed_sizes_fail_before_converting(tmp_path, no_conversion, capsys, monkeypatch):
+    from jpegfx import reader
+
     a = rgb_jpeg(tmp_path / "a.jpg")
     b = rgb_jpeg(tmp_path / "b.jpg", size=(24, 32))
+    decoded = []
+    real = reader.read_coefficients
+    monkeypatch.setattr(reader, "read_coefficients", lambda data, **kw: decoded.append(data) or real(data, **kw))
     assert_user_error(capsys, ["check", "--model", "resnet20", str(a), str(b)],
                       f"{b}: image size 24x32 differs from {a}'s 32x32", "--on-error skip")
+    assert len(decoded) == 1  # b's size came from its header: its scans were never decoded
 
 
 def test_check_skips_other_sizes_once_each_and_approximate_modes_report_the_error(tmp_path, capsys):
