@@ -70,6 +70,17 @@ def default_providers() -> list[str]:
     return (["CUDAExecutionProvider"] if "CUDAExecutionProvider" in available else []) + ["CPUExecutionProvider"]
 
 
+def _label(item, index: int) -> str:
+    """What a result and its errors call an input: a path as given, a file object's name, else
+    ``<bytes #i>`` / ``<file #i>`` (``i``: its position in the call)."""
+    if isinstance(item, (str, os.PathLike)):
+        return os.fspath(item)
+    name = getattr(item, "name", None)
+    if isinstance(name, str) and hasattr(item, "read"):
+        return name
+    return f"<{'file' if hasattr(item, 'read') else 'bytes'} #{index}>"
+
+
 def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
@@ -298,9 +309,12 @@ class Session:
         except _ort_errors() as exc:
             raise UsageError(f"{self.path}: onnxruntime cannot run the model: {_one_line(exc)}") from None
 
-    def predict(self, paths: Sequence[PathLike], batch_size: int = 32, top_k: int = 5,
+    def predict(self, paths: Sequence[PathLike | bytes | BinaryIO], batch_size: int = 32, top_k: int = 5,
                 on_error: str = "raise", tolerant: bool = False) -> list[Prediction]:
         """Top-``top_k`` classes (softmax probabilities) for each JPEG file, in the order given.
+
+        ``paths``: paths, the files' bytes, or binary file objects (mixed as you like); a result's ``path``
+        is the path, the file object's name, or ``<bytes #i>`` / ``<file #i>`` for the ``i``-th input.
 
         Files are read, checked and run ``batch_size`` at a time; within a batch, files whose sampling
         factors differ but read alike (same ratios, e.g. gray 1x1 and 2x2) run as separate groups.
@@ -316,17 +330,18 @@ class Session:
         for name, value in (("batch_size", batch_size), ("top_k", top_k)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(paths, (str, os.PathLike)):
+        if isinstance(paths, (str, os.PathLike, bytes, bytearray, memoryview)) or hasattr(paths, "read"):
             paths = [paths]
-        paths = [os.fspath(p) for p in paths]
+        items = list(paths)
+        labels = [_label(item, i) for i, item in enumerate(items)]
         results: list[Prediction] = []
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
+        for start in range(0, len(items), batch_size):
+            chunk = labels[start:start + batch_size]
             slots: list[Prediction | None] = [None] * len(chunk)
             groups: dict[tuple, list[tuple[int, reader.Coefficients]]] = {}
             for slot, p in enumerate(chunk):
                 try:
-                    batch = self.check(p, tolerant=tolerant)
+                    batch = self.check(items[start + slot], name=p, tolerant=tolerant)
                 except (JpegfxError, OSError) as exc:
                     if on_error == "raise":
                         raise

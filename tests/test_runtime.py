@@ -488,3 +488,15 @@ def test_tolerant_reads_files_with_libjpeg_warnings(session, model, files, tmp_p
     out, _ = capsys.readouterr()
     assert json.loads(out.split("\n]\n", 1)[1])[0]["top"] == list(want.indices)
     assert any("unknown JFIF revision" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+def test_predict_takes_bytes_and_file_objects(session, files):
+    good, bad = files
+    want = session.predict(good, top_k=3)
+    with open(good[1], "rb") as f:
+        got = session.predict([open(good[0], "rb").read(), f, good[2], b"not a jpeg"], top_k=3, on_error="skip")
+    assert [p.path for p in got] == ["<bytes #0>", good[1], good[2], "<bytes #3>"]
+    assert [p.indices for p in got[:3]] == [p.indices for p in want]
+    assert got[3].error.startswith("<bytes #3>: not a JPEG file")
+    with pytest.raises(JpegError, match=r"^<bytes #0>: image size 64x40"):
+        session.predict([open(bad["size"], "rb").read()])
