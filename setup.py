@@ -4,6 +4,7 @@ coefficient API. It needs a C compiler and libjpeg-turbo's headers (Debian/Ubunt
 ``brew install jpeg-turbo``). Everything else is in pyproject.toml."""
 import os
 
+import numpy
 from setuptools import Extension, setup
 
 
@@ -17,7 +18,7 @@ setup(
             "jpegfx._jpegread",
             sources=["jpegfx/_jpegread.c"],
             libraries=["jpeg"],
-            include_dirs=_dirs("JPEGFX_JPEG_INCLUDE"),
+            include_dirs=[numpy.get_include(), *_dirs("JPEGFX_JPEG_INCLUDE")],
             library_dirs=_dirs("JPEGFX_JPEG_LIB"),
             extra_compile_args=["-O2", "-Wall"],
         )

@@ -28,6 +28,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
 #include <jpeglib.h>
 #include <jerror.h>
 
@@ -152,8 +155,9 @@ PyDoc_STRVAR(read_doc,
 "--\n\n"
 "Read a JPEG held in a bytes-like object. Returns (height, width, color_space, progressive,\n"
 "arithmetic, scans, components, warnings); each component is (id, (v, h), (size_h, size_w),\n"
-"(blocks_h, blocks_w), qtable, coefficients): qtable is 64 int32 in natural order and coefficients int16\n"
-"(blocks_h, blocks_w, 64) in natural order, both None with header_only (scans is then 0).\n"
+"(blocks_h, blocks_w), qtable, coefficients): numpy arrays, qtable int32 (64,) in natural order and\n"
+"coefficients int16 (blocks_h, blocks_w, 8, 8) indexed [.., u, v]; both None with header_only (scans is\n"
+"then 0).\n"
 "Raises ReadError with a one-line message.");
 
 static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs) {
@@ -166,7 +170,7 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &max_scans, &max_pixels, &max_bytes))
         return NULL;
 
-    PyObject *result = NULL, *planes[MAX_COMPONENTS] = {NULL};
+    PyObject *result = NULL, *planes[MAX_COMPONENTS] = {NULL}, *qtables[MAX_COMPONENTS] = {NULL};
     char why[MSG_LEN] = "";
     volatile int failed = 0;
     int nc = 0;
@@ -233,18 +237,17 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     int progressive = cinfo->progressive_mode, arithmetic = cinfo->arith_code;
     if (!header_only) {
+        char *dest[MAX_COMPONENTS];
         for (int c = 0; c < nc; c++) {
             jpeg_component_info *comp = &cinfo->comp_info[c];
-            Py_ssize_t n = (Py_ssize_t)comp->height_in_blocks * comp->width_in_blocks * (Py_ssize_t)sizeof(JBLOCK);
-            planes[c] = PyByteArray_FromStringAndSize(NULL, n);
+            npy_intp dims[4] = {(npy_intp)comp->height_in_blocks, (npy_intp)comp->width_in_blocks, DCTSIZE, DCTSIZE};
+            planes[c] = PyArray_SimpleNew(4, dims, NPY_INT16);
             if (planes[c] == NULL) {
                 Py_DECREF(space);
                 goto error;
             }
+            dest[c] = PyArray_BYTES((PyArrayObject *)planes[c]);
         }
-        char *dest[MAX_COMPONENTS];
-        for (int c = 0; c < nc; c++)
-            dest[c] = PyByteArray_AS_STRING(planes[c]);
         /* Phase 2, without the GIL: every scan, then a copy of each component's logical block grid. */
         Py_BEGIN_ALLOW_THREADS
         if (setjmp(r->err.escape)) {
@@ -275,41 +278,40 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
         Py_DECREF(space);
         goto error;
     }
-    for (int c = 0; c < nc; c++) {
-        jpeg_component_info *comp = &cinfo->comp_info[c];
-        PyObject *qtable, *plane;
-        if (header_only) {
-            qtable = Py_NewRef(Py_None);
-            plane = Py_NewRef(Py_None);
-        } else {
+    if (!header_only) {
+        for (int c = 0; c < nc; c++) {
             /* The table latched when the component's first scan started: the one a decoder uses. */
-            JQUANT_TBL *q = comp->quant_table;
+            JQUANT_TBL *q = cinfo->comp_info[c].quant_table;
             if (q == NULL) {
-                snprintf(why, MSG_LEN, "corrupt JPEG: no scan holds data of component %d", comp->component_id);
+                snprintf(why, MSG_LEN, "corrupt JPEG: no scan holds data of component %d",
+                         cinfo->comp_info[c].component_id);
                 Py_DECREF(comps);
                 Py_DECREF(warnings);
                 Py_DECREF(space);
                 goto refuse;
             }
-            int32_t values[DCTSIZE2];
-            for (int k = 0; k < DCTSIZE2; k++)
-                values[k] = q->quantval[k];
-            qtable = PyByteArray_FromStringAndSize((const char *)values, sizeof(values));
-            if (qtable == NULL) {
+            npy_intp dims[1] = {DCTSIZE2};
+            qtables[c] = PyArray_SimpleNew(1, dims, NPY_INT32);
+            if (qtables[c] == NULL) {
                 Py_DECREF(comps);
                 Py_DECREF(warnings);
                 Py_DECREF(space);
                 goto error;
             }
-            plane = planes[c];
-            planes[c] = NULL;
+            int32_t *values = (int32_t *)PyArray_DATA((PyArrayObject *)qtables[c]);
+            for (int k = 0; k < DCTSIZE2; k++)
+                values[k] = q->quantval[k];
         }
+    }
+    for (int c = 0; c < nc; c++) {
+        jpeg_component_info *comp = &cinfo->comp_info[c];
         /* The component's logical size (ITU T.81 A.1.1). */
         unsigned size_h = (unsigned)(((unsigned long long)cinfo->image_height * comp->v_samp_factor + vmax - 1) / vmax);
         unsigned size_w = (unsigned)(((unsigned long long)cinfo->image_width * comp->h_samp_factor + hmax - 1) / hmax);
-        PyObject *item = Py_BuildValue("(i(ii)(II)(II)NN)", comp->component_id, comp->v_samp_factor,
+        PyObject *item = Py_BuildValue("(i(ii)(II)(II)OO)", comp->component_id, comp->v_samp_factor,
                                        comp->h_samp_factor, size_h, size_w, (unsigned)comp->height_in_blocks,
-                                       (unsigned)comp->width_in_blocks, qtable, plane);
+                                       (unsigned)comp->width_in_blocks, header_only ? Py_None : qtables[c],
+                                       header_only ? Py_None : planes[c]);
         if (item == NULL) {
             Py_DECREF(comps);
             Py_DECREF(warnings);
@@ -349,8 +351,10 @@ refuse: /* a check of ours refused the header */
     goto done;
 error: /* a Python error is already set */
 done:
-    for (int c = 0; c < MAX_COMPONENTS; c++)
+    for (int c = 0; c < MAX_COMPONENTS; c++) {
         Py_XDECREF(planes[c]);
+        Py_XDECREF(qtables[c]);
+    }
     jpeg_destroy_decompress(cinfo); /* frees every pool; safe in any state after create */
     PyMem_RawFree(r);
     PyBuffer_Release(&view);
@@ -368,6 +372,7 @@ static struct PyModuleDef module = {
 };
 
 PyMODINIT_FUNC PyInit__jpegread(void) {
+    import_array();
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

@@ -292,8 +292,8 @@ def read_coefficients(
         max_scans=_positive("max_scans", max_scans, MAX_SCANS),
     )
     header = _header(raw)
-    planes = tuple(np.frombuffer(c[5], dtype=np.int16).reshape(*c[3], BLOCK, BLOCK) for c in raw[6])
-    qtables = tuple(np.frombuffer(c[4], dtype=np.int32) for c in raw[6])
+    planes = tuple(c[5] for c in raw[6])
+    qtables = tuple(c[4] for c in raw[6])
     warnings = tuple(raw[7])
     for w in warnings:
         log.warning("%slibjpeg: %s", f"{label}: " if label else "", w)
