@@ -8,6 +8,8 @@ The package is laid out like a small compiler:
 * :mod:`jpegfx.passes` — the conversion pipeline, one pass per file, in an explicit ordered list;
 * :mod:`jpegfx.convert`, :mod:`jpegfx.verify` — the public entry points;
 * :mod:`jpegfx.reader` — JPEG files → quantised coefficients (numpy; a libjpeg-turbo binding);
+* :mod:`jpegfx.preprocess` — any photo in: scaled decode (N/8), centre crop and flip of coefficients
+  into a network's input (numpy);
 * :mod:`jpegfx.jpeg` — coefficients as torch batches, the float reference decode, an in-memory encoder;
 * :mod:`jpegfx.export`, :mod:`jpegfx.runtime` — ONNX export and the onnxruntime session;
 * :mod:`jpegfx.models` — a zoo of spatial ResNets (no downloads).
@@ -37,6 +39,7 @@ _LAZY = {
     "encode": "jpegfx.jpeg",
     "read_jpeg": "jpegfx.jpeg",
     "stack": "jpegfx.jpeg",
+    "Policy": "jpegfx.preprocess",
     "Prediction": "jpegfx.runtime",
     "Session": "jpegfx.runtime",
     "BlockGeometry": "jpegfx.transforms",
@@ -81,6 +84,7 @@ __all__ = [
     "JpegfxError",
     "ModelSpec",
     "OnnxSpec",
+    "Policy",
     "Prediction",
     "Session",
     "UnsupportedModelError",

@@ -20,6 +20,7 @@ from collections import Counter
 from pathlib import Path
 
 import jpegfx
+from jpegfx import preprocess as _preprocess
 from jpegfx import reader
 from jpegfx.errors import JpegError, JpegfxError, UnsupportedModelError, UsageError
 from jpegfx.spec import MAX_FREQUENCIES
@@ -104,6 +105,11 @@ def _normalize(text: str):
     if len(values[0]) != len(values[1]) and 1 not in (len(values[0]), len(values[1])):
         raise argparse.ArgumentTypeError(f"{len(values[0])} mean value(s) but {len(values[1])} std value(s) in {text!r}")
     return values
+
+
+def _resize(text: str) -> int | str:
+    """auto | a positive integer."""
+    return text if text == "auto" else _positive(text)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -277,6 +283,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
         _check_class_count(model, size, channels, dtype, class_names)
     exact = args.relu == "exact" and args.maxpool == "exact"
     tolerance = None if exact else APPROXIMATE
+    policy = None
+    if args.resize is not None or args.crop:
+        if args.subsampling is not None:
+            raise UsageError("--subsampling fixes one JPEG layout; --resize/--crop export for every layout: give one")
+        resize = round(max(size) * 8 / 7) if args.resize == "auto" else args.resize
+        if resize is not None and resize < max(size):
+            raise UsageError(f"--resize {resize} is smaller than the input size {size[0]}x{size[1]}: the centre crop "
+                             "would not fit")
+        policy = _preprocess.Policy(resize=resize, crop=size)
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
         jpeg_model = _convert.convert(model, size, relu=args.relu, frequencies=args.frequencies,
@@ -296,7 +311,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         exported = None
         if output is not None and not failed:
             status.show(f"exporting {output} ...")
-            exported = str(_export.export_onnx(jpeg_model, output, class_names=class_names))
+            exported = str(_export.export_onnx(jpeg_model, output, class_names=class_names, preprocess=policy))
     summary = {
         "model": args.model, "input_size": list(size), "channels": jpeg_model.spec.channels, "relu": args.relu,
         "frequencies": args.frequencies, "exact": exact, "conversion_seconds": round(jpeg_model.seconds, 3),
@@ -315,6 +330,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             "images": real.images, "max_rel_error": real.max_rel_error, "top1_agreement": real.top1_agreement,
             "ok": real.ok if exact else None},
         "onnx": exported,
+        "preprocess": None if policy is None else policy.to_json(),
     }
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -357,7 +373,10 @@ def _print_summary(summary: dict, report) -> None:
         print(f"verification on {real['images']} bundled sample JPEG(s): max rel {real['max_rel_error']:.3e}, "
               f"top-1 agreement {100 * real['top1_agreement']:.2f}% -> {_verdict(real['ok'])}")
     if summary["onnx"]:
-        print(f"wrote {summary['onnx']}")
+        policy = summary["preprocess"]
+        takes = ("any photo: " + _preprocess.Policy.from_json(policy).describe() if policy
+                 else "JPEGs of this size and layout")
+        print(f"wrote {summary['onnx']} (takes {takes})")
 
 
 class _RealCheck:
@@ -632,6 +651,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsampling", choices=["4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray"],
                    help="the JPEG layout the exported model takes (default 4:2:0, gray for 1-channel models)")
     p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
+    p.add_argument("--resize", type=_resize, metavar="S|auto",
+                   help="export for photos of any size and layout: each is scaled by the smallest N/8 that brings "
+                        "its shorter side to at least S pixels (auto: 8/7 of the input size, 256 for 224), then "
+                        "centre-cropped to the input size, in its coefficients (instead of --subsampling)")
+    p.add_argument("--crop", action="store_true",
+                   help="export for photos of any layout at least the input size: centre-crop them to it, without "
+                        "scaling (implied by --resize)")
     p.add_argument("--check", type=_non_negative, default=4, metavar="N", help="verify on N random inputs (0: skip)")
     p.add_argument("-o", "--output", type=Path, help="write the converted model as ONNX (after verification)")
     p.add_argument("--class-names", type=Path, help="a text file with one class name per line (ONNX metadata)")

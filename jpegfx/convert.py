@@ -19,17 +19,19 @@ import logging
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.fx as fx
 from torch import nn
 
 from jpegfx import jpeg as jpeg_io
-from jpegfx import passes
+from jpegfx import passes, preprocess, reader
 from jpegfx.errors import UsageError
 from jpegfx.ops import DEFAULT_MAP_BUDGET, LOWERINGS
 from jpegfx.ops.input import UPSAMPLING, JpegInputStage, batch_tensors, input_stage_key, normalization, spatial_model_input
 from jpegfx.ops.relu import MODES as RELU_MODES
 from jpegfx.passes.context import LayerRecord, PassContext
+from jpegfx.preprocess import Policy
 from jpegfx.registry import ConvertOptions
 from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry
 
@@ -108,6 +110,26 @@ class JpegModel(nn.Module):
         """What the spatial model sees for ``batch`` (float decode, channel policy, normalisation)."""
         return spatial_model_input(batch, self.spec.channels, self.spec.normalize, self.spec.upsampling, self.dtype)
 
+    def prepare(self, items, policy: Policy | None = None, *, tolerant: bool = False) -> torch.Tensor:
+        """The network's input ``(N, C·64, Hb, Wb)`` for JPEGs of any size and layout: ``items`` are paths,
+        the files' bytes, binary file objects or :class:`~jpegfx.reader.Coefficients`; ``policy`` (default
+        :meth:`Policy.imagenet` of the model's size) scales each by N/8 and centre-crops it to the
+        model's size in the coefficients (:mod:`jpegfx.preprocess`). ``model(model.prepare(files))``
+        gives what an ONNX file exported with the same ``preprocess`` policy gives."""
+        policy = Policy.imagenet(self.spec.input_size) if policy is None else policy
+        x = preprocess.model_inputs([_coefficients(i, tolerant) for i in items], policy, self.spec.input_size,
+                                    self.spec.channels, self.spec.normalize, self.spec.upsampling, np.float64)
+        return torch.from_numpy(x).to(self.dtype)
+
+    def spatial_prepare(self, items, policy: Policy | None = None, *, tolerant: bool = False) -> torch.Tensor:
+        """What the spatial model sees for the same items and policy as :meth:`prepare`: the normalised
+        crops of the scaled float decode, ``(N, C, h, w)``."""
+        policy = Policy.imagenet(self.spec.input_size) if policy is None else policy
+        x = np.stack([preprocess.model_pixels(_coefficients(i, tolerant), policy, self.spec.input_size,
+                                              self.spec.channels, self.spec.normalize, self.spec.upsampling)
+                      for i in items])
+        return torch.from_numpy(x).to(self.dtype)
+
     def forward(self, x: jpeg_io.JpegBatch | torch.Tensor) -> torch.Tensor:
         """``x``: a :class:`~jpegfx.jpeg.JpegBatch`, or the normalised model input already in the
         JPEG domain, ``(N, C·64, Hb, Wb)``."""
@@ -122,6 +144,10 @@ class JpegModel(nn.Module):
                              f"(N, {expected[0]}, {expected[1]}, {expected[2]}) for {self.spec.channels} channel(s) "
                              f"at {g.h}x{g.w}")
         return self.network(x)
+
+
+def _coefficients(item, tolerant: bool) -> reader.Coefficients:
+    return item if isinstance(item, reader.Coefficients) else reader.read_coefficients(item, tolerant=tolerant)
 
 
 def infer_channels(model: nn.Module) -> int:

@@ -29,6 +29,11 @@ Metadata keys: ``jpegfx_version``, ``input_size`` ("HxW"), ``channels``, ``subsa
 ``color_space`` ("gray" | "ycbcr"), ``samplings`` (JSON ``[[v, h], …]``), ``normalize`` (JSON
 ``{"mean": […], "std": […]}`` or "none"), ``upsampling``, ``relu``, ``frequencies``, ``input_names``
 and ``output_names`` (JSON lists), ``dtype``, and ``class_names`` (JSON list) when given.
+
+Any-photo files (``export_onnx(..., preprocess=policy)``) take one input, ``x`` (float, ``(N, C·64,
+Hb, Wb)``: the JPEG-domain input of the network, computed by :mod:`jpegfx.preprocess`), store the
+policy as ``preprocess`` (JSON ``{"resize": S | null, "crop": [h, w] | null, "flip": bool}``) and
+write ``subsampling`` and ``color_space`` as "any" and ``samplings`` as ``[]``.
 """
 from __future__ import annotations
 
@@ -48,7 +53,9 @@ from torch import nn
 from jpegfx import jpeg as jpeg_io
 from jpegfx.errors import UsageError
 from jpegfx.ops.input import batch_tensors
-from jpegfx.spec import OnnxSpec, _one_line, input_names, sampling_ratios, spec_from_metadata
+from jpegfx.preprocess import Policy
+from jpegfx.spec import ANY_LAYOUT, DCT_INPUT, OnnxSpec, _one_line, input_names, sampling_ratios, spec_from_metadata
+from jpegfx.transforms import NCOEF, BlockGeometry
 
 # OnnxSpec, input_names, sampling_ratios and spec_from_metadata live in jpegfx.spec (torch-free, for
 # serving); they are re-exported here, where export_onnx writes what they read.
@@ -175,14 +182,22 @@ def check_output_path(path: str | os.PathLike) -> Path:
 
 
 def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
-                class_names: Sequence[str] | None = None) -> Path:
-    """Export ``jpeg_model`` (a :class:`~jpegfx.convert.JpegModel` in eval mode) for its spec's default
-    JPEG layout to one self-contained ONNX file at ``path``; returns the path.
+                class_names: Sequence[str] | None = None, preprocess: Policy | None = None) -> Path:
+    """Export ``jpeg_model`` (a :class:`~jpegfx.convert.JpegModel` in eval mode) to one self-contained
+    ONNX file at ``path``; returns the path.
+
+    Without ``preprocess`` the file holds the input stage for the spec's default JPEG layout and takes
+    that layout's coefficients and tables at the model's size. With a ``preprocess``
+    :class:`~jpegfx.preprocess.Policy` (its crop must be the model's size) the file holds the network
+    alone and takes ``x``, its JPEG-domain input ``(N, C·64, Hb, Wb)``; the policy is stored in the
+    metadata, and :class:`jpegfx.runtime.Session` computes ``x`` from JPEGs of any size and layout
+    (:func:`jpegfx.preprocess.model_input`): one file serves every photo.
 
     ``class_names`` (one per output class) are stored in the metadata for
     :class:`jpegfx.runtime.Session`. Raises :class:`~jpegfx.errors.UsageError` (a ``ValueError``) for
-    a model in train mode, for class names that are not strings or not one per class, for a model too
-    large for one file (see the module docstring) and for a ``path`` that cannot be written.
+    a model in train mode, for class names that are not strings or not one per class, for a policy
+    whose crop is not the model's size, for a model too large for one file (see the module docstring)
+    and for a ``path`` that cannot be written.
     """
     if any(m.training for m in jpeg_model.modules()):
         raise UsageError("export needs eval mode: call jpeg_model.eval()")
@@ -190,15 +205,30 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
         class_names = list(class_names)
         if not all(isinstance(c, str) for c in class_names):
             raise UsageError("class_names must be strings")
-    path = check_output_path(path)
     spec = jpeg_model.spec
-    color_space, samplings = spec.samplings()
-    batch = _trace_batch(spec, _TRACE_BATCH)
-    stage = jpeg_model.input_stage(batch)  # the stage for the spec's layout
+    if preprocess is not None:
+        if not isinstance(preprocess, Policy):
+            raise UsageError(f"preprocess must be a jpegfx.preprocess.Policy, got {type(preprocess).__name__}")
+        if preprocess.crop is not None and tuple(preprocess.crop) != tuple(spec.input_size):
+            raise UsageError(f"the policy's crop {preprocess.crop[0]}x{preprocess.crop[1]} is not the model's input "
+                             f"size {spec.input_size[0]}x{spec.input_size[1]}")
+    path = check_output_path(path)
+    if preprocess is None:
+        color_space, samplings = spec.samplings()
+        batch = _trace_batch(spec, _TRACE_BATCH)
+        stage = jpeg_model.input_stage(batch)  # the stage for the spec's layout
+        args = batch_tensors(batch)
+        names = list(input_names(color_space))
+    else:
+        color_space, samplings = ANY_LAYOUT, ()
+        geometry = BlockGeometry(*spec.input_size)
+        generator = torch.Generator().manual_seed(0)
+        args = (torch.randn(_TRACE_BATCH, spec.channels * NCOEF, geometry.hb, geometry.wb, generator=generator,
+                            dtype=jpeg_model.dtype),)
+        stage = nn.Identity()
+        names = [DCT_INPUT]
     wrapper = _OnnxWrapper(stage, jpeg_model.network).eval()
     need = _check_size(wrapper, jpeg_model.network)
-    args = batch_tensors(batch)
-    names = list(input_names(color_space))
     assert len(names) == len(args)
     outputs = _output_names(jpeg_model.network, wrapper, args)
 
@@ -233,7 +263,7 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
         "jpegfx_version": __version__,
         "input_size": f"{spec.input_size[0]}x{spec.input_size[1]}",
         "channels": str(spec.channels),
-        "subsampling": spec.subsampling,
+        "subsampling": spec.subsampling if preprocess is None else ANY_LAYOUT,
         "color_space": color_space,
         "samplings": json.dumps([list(s) for s in samplings]),
         "normalize": _normalize_json(spec.normalize),
@@ -246,6 +276,8 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
     }
     if class_names is not None:
         props["class_names"] = json.dumps(class_names)
+    if preprocess is not None:
+        props["preprocess"] = json.dumps(preprocess.to_json())
     onnx.helper.set_model_props(model, props)
     model.producer_name, model.producer_version = "jpegfx", __version__
 
@@ -262,7 +294,8 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
         tmp.unlink(missing_ok=True)
         raise
     log.info("exported %s (%s %dx%d, %.1f MiB of tensors) to %s: %.1f MiB in %.2f s",
-             type(jpeg_model.network).__name__, props["subsampling"], *spec.input_size, need / 2**20, path,
+             type(jpeg_model.network).__name__, props["subsampling"] if preprocess is None else preprocess.describe(),
+             *spec.input_size, need / 2**20, path,
              path.stat().st_size / 2**20, time.perf_counter() - start)
     log.debug("tracing took %.2f s", traced)
     return path

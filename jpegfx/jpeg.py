@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from . import reader
 from .errors import JpegError
 from .reader import Source
+from .preprocess import YCBCR_TO_RGB
 from .transforms import BLOCK, NCOEF, from_dct, to_dct
 
 log = logging.getLogger(__name__)
@@ -154,9 +155,7 @@ def ycbcr_to_rgb_matrix() -> tuple[torch.Tensor, torch.Tensor]:
     Returns ``(M (3, 3), b (3,))`` float64 with libjpeg's constants (R = Y + 1.402 (Cr − 128),
     G = Y − 0.344136 (Cb − 128) − 0.714136 (Cr − 128), B = Y + 1.772 (Cb − 128)).
     """
-    m = torch.tensor(
-        [[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1.0, 1.772, 0.0]], dtype=torch.float64
-    )
+    m = torch.tensor(YCBCR_TO_RGB, dtype=torch.float64)
     b = -m @ torch.tensor([0.0, 128.0, 128.0], dtype=torch.float64)
     return m, b
 

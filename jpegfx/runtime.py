@@ -12,6 +12,11 @@ layout takes only that layout; re-export for another) — before its scans are d
 :func:`jpegfx.reader.read_coefficients` (no pixel decode: the quantised coefficients and tables go
 straight into the model). Every error is one line that names the file.
 
+A model exported with a preprocessing policy (``export_onnx(..., preprocess=Policy(...))``) takes
+photos of any size and chroma layout, gray or colour: each file is scaled by N/8 and centre-cropped to
+the model's size in its coefficients (:mod:`jpegfx.preprocess`, numpy) and the network runs on the
+result; only files the policy cannot bring to the model's size (too small) are refused, from the header.
+
 A :class:`Session` holds no per-call state: ``run``/``predict`` may be called from several threads at
 once (onnxruntime's ``InferenceSession.run`` is thread-safe, and so is the reader, which releases the
 GIL while libjpeg runs).
@@ -26,9 +31,9 @@ from typing import TYPE_CHECKING, BinaryIO, Sequence, Union
 
 import numpy as np
 
-from jpegfx import reader
+from jpegfx import preprocess, reader
 from jpegfx.errors import JpegError, JpegfxError, UsageError
-from jpegfx.spec import OnnxSpec, input_names, sampling_ratios, spec_from_metadata
+from jpegfx.spec import DCT_INPUT, OnnxSpec, input_names, sampling_ratios, spec_from_metadata
 
 if TYPE_CHECKING:  # torch is not needed to serve
     from jpegfx.jpeg import JpegBatch
@@ -39,6 +44,8 @@ __all__ = ["Prediction", "Session", "default_providers"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _EXPORTABLE = ("4:4:4", "4:2:2", "4:2:0", "4:4:0")  # layouts export_onnx accepts besides "gray"
+_ONNX_FLOAT = {"float32": "tensor(float)", "float64": "tensor(double)"}
+_NUMPY_FLOAT = {"float32": np.float32, "float64": np.float64}
 
 
 @dataclass(frozen=True)
@@ -155,7 +162,7 @@ class Session:
         self.spec: OnnxSpec = spec_from_metadata(meta, str(self.path))
         self._inputs = tuple(i.name for i in self._session.get_inputs())
         self._output = self._session.get_outputs()[0].name
-        self._ratios = self.spec.ratios()
+        self._ratios = self.spec.ratios() if self.spec.preprocess is None else None
         self._check_graph()
         log.info("loaded %s (%s %s, %s) with %s", self.path, self.spec.size_text, self.spec.layout,
                  "no class names" if self.spec.class_names is None else f"{len(self.spec.class_names)} classes",
@@ -164,6 +171,10 @@ class Session:
     def _check_graph(self) -> None:
         """The graph's inputs and output agree with the metadata (one-line UsageError otherwise)."""
         spec, where = self.spec, f"{self.path}: jpegfx metadata disagrees with the graph"
+        if spec.preprocess is not None:
+            self._check_dct_input(where)
+            self._check_output(where)
+            return
         known = input_names(spec.color_space)
         if set(self._inputs) - set(known):
             raise UsageError(f"{where}: unexpected ONNX inputs {sorted(set(self._inputs) - set(known))} "
@@ -186,6 +197,27 @@ class Session:
                                  f"{spec.size_text} {spec.layout} needs {_shape_text(want)}; re-export the model")
             if node.type != dtype:
                 raise UsageError(f"{where}: input {node.name!r} is {node.type}, expected {dtype}")
+        self._check_output(where)
+
+    def _check_dct_input(self, where: str) -> None:
+        """An any-photo file takes one input, ``x`` ``(N, C·64, Hb, Wb)``, in the metadata's dtype."""
+        spec = self.spec
+        nodes = self._session.get_inputs()
+        if [n.name for n in nodes] != [DCT_INPUT] or list(spec.input_names) != [DCT_INPUT]:
+            raise UsageError(f"{where}: a model with a preprocessing policy takes one input {DCT_INPUT!r}, the graph "
+                             f"takes {[n.name for n in nodes]}")
+        hb, wb = (-(-s // 8) for s in spec.input_size)
+        want = [None, spec.channels * 64, hb, wb]
+        shape = list(nodes[0].shape)
+        if len(shape) != 4 or any(w is not None and isinstance(d, int) and d != w for d, w in zip(shape, want)):
+            raise UsageError(f"{where}: input {DCT_INPUT!r} has shape {_shape_text(shape)}, a {spec.channels}-channel "
+                             f"{spec.size_text} model needs {_shape_text(want)}; re-export the model")
+        dtype = _ONNX_FLOAT.get(spec.dtype)
+        if nodes[0].type != dtype:
+            raise UsageError(f"{where}: input {DCT_INPUT!r} is {nodes[0].type}, expected {dtype} ({spec.dtype})")
+
+    def _check_output(self, where: str) -> None:
+        spec = self.spec
         if spec.class_names is not None:
             shape = list(self._session.get_outputs()[0].shape)
             if len(shape) != 2:
@@ -226,6 +258,9 @@ class Session:
         if isinstance(item, reader.Coefficients):
             size, color_space, samplings = item.header.layout
         elif hasattr(item, "components") and hasattr(item, "color_space"):  # a JpegBatch (torch)
+            if self.spec.preprocess is not None:
+                raise UsageError(f"{self.path}: a model with a preprocessing policy reads JPEG files, their bytes or "
+                                 "reader.Coefficients, not a JpegBatch")
             size, color_space = item.size, item.color_space
             samplings = tuple(c.sampling for c in item.components)
         else:
@@ -248,6 +283,12 @@ class Session:
 
     def _mismatch(self, size, color_space: str, samplings) -> str | None:
         spec = self.spec
+        if spec.preprocess is not None:  # any size and layout the policy can bring to the model's size
+            try:
+                spec.preprocess.window(tuple(size))
+            except JpegError as exc:
+                return str(exc)
+            return None
         subsampling = reader.subsampling_name(color_space, samplings)
         if tuple(size) != tuple(spec.input_size):
             return (f"image size {size[0]}x{size[1]} does not match the model's {spec.size_text} "
@@ -272,6 +313,11 @@ class Session:
     # -- running -----------------------------------------------------------------------------
     def _feed(self, items) -> dict[str, np.ndarray]:
         """ONNX inputs from a JpegBatch, or from Coefficients of one layout (stacked along N)."""
+        spec = self.spec
+        if spec.preprocess is not None:
+            x = preprocess.model_inputs(items, spec.preprocess, spec.input_size, spec.channels, spec.normalize,
+                                        spec.upsampling, _NUMPY_FLOAT.get(spec.dtype, np.float32))
+            return {DCT_INPUT: x}
         if hasattr(items, "components"):  # a JpegBatch
             planes = [c.coefficients.numpy() for c in items.components]
             tables = [c.qtable.numpy() for c in items.components]
@@ -347,7 +393,8 @@ class Session:
                         raise
                     slots[slot] = self._failed(p, exc)
                     continue
-                groups.setdefault(batch.header.layout, []).append((slot, batch))
+                key = None if self.spec.preprocess is not None else batch.header.layout  # policy: one shape
+                groups.setdefault(key, []).append((slot, batch))
             for members in groups.values():
                 self._predict_group(chunk, members, slots, top_k, on_error)
             results.extend(slots)  # type: ignore[arg-type]

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from jpegfx.errors import UsageError
+from jpegfx.preprocess import Policy
 from jpegfx.reader import SUBSAMPLINGS
 
 __all__ = ["OnnxSpec", "input_names", "sampling_ratios", "spec_from_metadata", "UPSAMPLING", "RELU_MODES",
-           "MAX_FREQUENCIES"]
+           "MAX_FREQUENCIES", "ANY_LAYOUT", "DCT_INPUT"]
 
 # What the converter accepts (jpegfx.ops.input.UPSAMPLING, jpegfx.ops.relu.MODES and
 # jpegfx.transforms.MAX_FREQUENCIES, which import torch; tests/test_export.py checks they agree).
@@ -22,6 +23,10 @@ UPSAMPLING = ("fancy", "nearest")
 RELU_MODES = ("exact", "asm", "apx")
 MAX_FREQUENCIES = 15
 _COMPONENTS = ("y", "cb", "cr")
+ANY_LAYOUT = "any"
+"""``color_space`` and ``subsampling`` of a file that takes any photo through its ``preprocess`` policy."""
+DCT_INPUT = "x"
+"""The one input of such a file: the network's JPEG-domain input ``(N, C·64, Hb, Wb)``."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class OnnxSpec:
     output_names: tuple[str, ...]
     class_names: tuple[str, ...] | None = None
     dtype: str = "float32"
+    preprocess: Policy | None = None
 
     @property
     def size_text(self) -> str:
@@ -50,7 +56,10 @@ class OnnxSpec:
 
     @property
     def layout(self) -> str:
-        """The layout in words, e.g. ``"YCbCr 4:2:0"`` or ``"grayscale"``."""
+        """The layout in words, e.g. ``"YCbCr 4:2:0"``, ``"grayscale"`` or, for a file with a
+        preprocessing policy, ``"any photo (…)"``."""
+        if self.preprocess is not None:
+            return f"any photo ({self.preprocess.describe()})"
         return "grayscale" if self.color_space == "gray" else f"YCbCr {self.subsampling}"
 
     def ratios(self) -> tuple[tuple[int, int], ...]:
@@ -171,28 +180,45 @@ def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSp
         raise UsageError(f"{source}: not a jpegfx model (no jpegfx metadata in the ONNX file); "
                          "export it with jpegfx.export.export_onnx")
     try:
-        color_space = _choice(meta, "color_space", ("gray", "ycbcr"))
-        subsampling = _choice(meta, "subsampling", (*SUBSAMPLINGS, "gray"))
-        if (subsampling == "gray") != (color_space == "gray"):
-            raise _BadMetadata("subsampling", f"{subsampling!r} does not go with color_space {color_space!r}")
         channels = _int(meta, "channels", 1, 3)
         if channels == 2:
             raise _BadMetadata("channels", "2 is neither gray (1) nor colour (3)")
+        if "preprocess" in meta:
+            try:
+                policy = Policy.from_json(_json(meta, "preprocess"))
+            except UsageError as exc:
+                raise _BadMetadata("preprocess", str(exc)) from None
+            size = _input_size(meta)
+            if policy.crop is not None and policy.crop != size:
+                raise _BadMetadata("preprocess", f"crop {list(policy.crop)} is not the input_size {meta['input_size']}")
+            color_space = subsampling = _choice(meta, "color_space", (ANY_LAYOUT,))
+            _choice(meta, "subsampling", (ANY_LAYOUT,))
+            samplings: tuple = ()
+            names = _strings(meta, "input_names", (DCT_INPUT,))
+        else:
+            policy = None
+            color_space = _choice(meta, "color_space", ("gray", "ycbcr"))
+            subsampling = _choice(meta, "subsampling", (*SUBSAMPLINGS, "gray"))
+            if (subsampling == "gray") != (color_space == "gray"):
+                raise _BadMetadata("subsampling", f"{subsampling!r} does not go with color_space {color_space!r}")
+            samplings = _samplings(meta, color_space, subsampling)
+            names = _strings(meta, "input_names", input_names(color_space))
         return OnnxSpec(
             jpegfx_version=meta["jpegfx_version"],
             input_size=_input_size(meta),
             channels=channels,
             subsampling=subsampling,
             color_space=color_space,
-            samplings=_samplings(meta, color_space, subsampling),
+            samplings=samplings,
             normalize=_normalize(meta, channels),
             upsampling=_choice(meta, "upsampling", UPSAMPLING),
             relu=_choice(meta, "relu", RELU_MODES),
             frequencies=_int(meta, "frequencies", 1, MAX_FREQUENCIES),
-            input_names=_strings(meta, "input_names", input_names(color_space)),
+            input_names=names,
             output_names=_strings(meta, "output_names") if "output_names" in meta else ("logits",),
             class_names=_strings(meta, "class_names") if "class_names" in meta else None,
             dtype=meta.get("dtype", "float32"),
+            preprocess=policy,
         )
     except _BadMetadata as bad:
         problem = "missing" if bad.problem == "missing" else f"bad: {_one_line(bad.problem)}"

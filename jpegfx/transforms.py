@@ -27,11 +27,12 @@ Every builder returns a fresh float64 tensor computed once (cached); callers cas
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from jpegfx import preprocess
 
 BLOCK = 8
 """Block side in pixels."""
@@ -72,12 +73,7 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def _dct_matrix() -> torch.Tensor:
-    u = torch.arange(BLOCK, dtype=torch.float64)[:, None]
-    m = torch.arange(BLOCK, dtype=torch.float64)[None, :]
-    c = torch.cos((2 * m + 1) * u * math.pi / (2 * BLOCK))
-    scale = torch.full((BLOCK, 1), math.sqrt(2.0 / BLOCK), dtype=torch.float64)
-    scale[0] = math.sqrt(1.0 / BLOCK)
-    return scale * c
+    return torch.from_numpy(preprocess.dct_matrix())  # one definition, shared with the numpy preprocessing
 
 
 def dct_matrix() -> torch.Tensor:

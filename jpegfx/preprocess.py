@@ -1,0 +1,419 @@
+"""Any photo in: the scaled float decode, centre crop and flip of a JPEG's coefficients (numpy only).
+
+A converted network runs at one input size (its ``input_size``, C_h × C_w). A :class:`Policy` maps a
+JPEG of any size and chroma layout onto that size the way the usual ImageNet pipeline does — shorter
+side to at least ``resize`` pixels, then a centre crop — but without decoding at full size: JPEG's
+own scaled decoding reconstructs an N/8-size image from each block's coefficients
+(libjpeg's ``scale_num/8``), so the shorter side reaches ``resize`` with the smallest N/8,
+N = 1 … 16, that gets there. :func:`model_input` then gives what the network reads: the block DCT
+of the normalised crop, ``(C·64, Hb, Wb)`` (layout of :mod:`jpegfx.transforms`).
+
+Everything from the file's quantised coefficients to that tensor is one **exact affine map**; this
+module computes it block by block and serves both the torch model and onnxruntime (it needs no
+torch). The steps, for a file of size ``h × w`` with per-component sampling ``(v_c, h_c)``:
+
+1. **Scale N/8** (libjpeg-turbo's meaning, jdmaster.c / jidctred.c / jidctint.c). The output is
+   ``ceil(h·N/8) × ceil(w·N/8)``. Component ``c`` is reconstructed with an ``s_c``-point IDCT,
+   ``s_c = N·2^k`` the largest with ``s_c ≤ 8`` (or ``s_c = N`` when ``N ≥ 8``) such that
+   ``v_max·N`` and ``h_max·N`` are multiples of ``2·v_c·s_c`` and ``2·h_c·s_c`` at each doubling
+   (so 4:2:0 chroma at N < 8 is rebuilt at full output resolution, not upsampled). A block with
+   dequantised coefficients ``F`` (8×8, orthonormal DCT, ``x = Cᵀ F C``) becomes the ``s × s`` block
+   ``M_s F M_sᵀ + 128`` with the ``(s, 8)`` matrix
+
+   * ``s`` divides 8 (1, 2, 4, 8): ``M_s[i, u] = (s/8) Σ_{m ∈ box i} C[u, m]`` — the mean of each
+     ``8/s``-pixel box of the full-size block (libjpeg's reduced IDCTs; ``s = 1`` is the block mean);
+   * otherwise: ``M_s[i, u] = a(u) cos((2i+1)uπ / 2s)`` for ``u < min(s, 8)``, 0 above, with
+     ``a(0) = √(1/8)``, ``a(u) = √(2/8)`` — an ``s``-point orthonormal IDCT of the coefficients
+     truncated (or zero-padded) to ``s × s`` and scaled by ``s/8``.
+
+   The component's plane is cropped to ``ceil(h·v_c·s_c / (v_max·8))`` rows (columns alike).
+2. **Upsample** each component by ``(v_max·N / (v_c·s_c), h_max·N / (h_c·s_c))`` with libjpeg's
+   filter: "fancy" (triangle) for ×2 ratios when ``N > 1`` and, for horizontal ×2, the component is
+   wider than 2 samples; replication otherwise, or always with ``upsampling="nearest"``.
+3. **Colour**: JFIF YCbCr → RGB (:data:`YCBCR_TO_RGB`); a colour JPEG into a one-channel model gives
+   it luma, a gray JPEG into a three-channel model luma three times.
+4. **Crop** to the policy's centre window (torchvision's ``center_crop`` offsets), **flip**
+   horizontally if asked, **normalise** ``(x/255 − mean)/std``, zero-pad to whole blocks, block DCT.
+
+Only the blocks the crop needs are transformed: the crop selects whole MCUs of coefficients (plus one
+MCU of margin on each side for the chroma filter, which crosses block borders), so the result equals
+cropping the full decode, at a fraction of its cost. Nothing is rounded or clamped: this is the
+float reference of a scaled decode (libjpeg's integer IDCT and clamping differ by about one level;
+the tests compare against ``djpeg -scale N/8``).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from jpegfx.errors import JpegError, UsageError
+from jpegfx.reader import Coefficients
+
+__all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "scaled_layout", "decode",
+           "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs"]
+
+BLOCK = 8
+MAX_SCALE = 16
+"""Largest scale numerator: libjpeg scales by N/8 for N = 1 … 16."""
+
+YCBCR_TO_RGB = ((1.0, 0.0, 1.402), (1.0, -0.344136, -0.714136), (1.0, 1.772, 0.0))
+"""JFIF YCbCr → RGB on the 0–255 scale with libjpeg's constants: ``rgb = M · (Y, Cb − 128, Cr − 128)``."""
+
+
+# --------------------------------------------------------------------------------------------
+# The policy
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Policy:
+    """How a photo of any size becomes the network's input.
+
+    ``resize``: scale so that the shorter side is at least this many pixels, by the smallest N/8
+    (N = 1 … 16) that reaches it (``None``: no scaling). ``crop``: the centre crop ``(h, w)`` (an int
+    for a square; ``None``: the whole scaled image, which must then be the network's size). ``flip``:
+    mirror left–right (test-time augmentation)."""
+
+    resize: int | None = None
+    crop: tuple[int, int] | None = None
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.resize is not None and (isinstance(self.resize, bool) or not isinstance(self.resize, int)
+                                        or self.resize < 1):
+            raise UsageError(f"resize must be a positive integer or None, got {self.resize!r}")
+        crop = self.crop
+        if isinstance(crop, int) and not isinstance(crop, bool):
+            crop = (crop, crop)
+        if crop is not None:
+            try:
+                crop = tuple(int(c) for c in crop)
+            except (TypeError, ValueError):
+                raise UsageError(f"crop must be an int, (h, w) or None, got {self.crop!r}") from None
+            if len(crop) != 2 or min(crop) < 1:
+                raise UsageError(f"crop must be positive (h, w), got {self.crop!r}")
+        object.__setattr__(self, "crop", crop)
+        object.__setattr__(self, "flip", bool(self.flip))
+
+    @classmethod
+    def imagenet(cls, size: int | tuple[int, int]) -> "Policy":
+        """The usual evaluation policy for a ``size`` network: shorter side to ``size · 8/7`` (256 for
+        224), centre crop ``size``."""
+        h, w = (size, size) if isinstance(size, int) else size
+        return cls(resize=int(round(max(h, w) * 8 / 7)), crop=(h, w))
+
+    def to_json(self) -> dict:
+        return {"resize": self.resize, "crop": None if self.crop is None else list(self.crop), "flip": self.flip}
+
+    @classmethod
+    def from_json(cls, value) -> "Policy":
+        if not isinstance(value, dict) or set(value) - {"resize", "crop", "flip"}:
+            raise UsageError(f"a preprocessing policy is a JSON object with resize, crop and flip, got {value!r}")
+        return cls(value.get("resize"), value.get("crop"), value.get("flip", False))
+
+    def describe(self) -> str:
+        parts = []
+        if self.resize is not None:
+            parts.append(f"shorter side to >= {self.resize} by N/8 scaling")
+        if self.crop is not None:
+            parts.append(f"centre crop {self.crop[0]}x{self.crop[1]}")
+        if self.flip:
+            parts.append("flipped left-right")
+        return ", ".join(parts) or "as is"
+
+    def scale(self, size: tuple[int, int]) -> int:
+        """N of the N/8 scaling for an image of ``size`` (8 without ``resize``); a one-line
+        :class:`~jpegfx.errors.JpegError` when even 16/8 cannot reach ``resize``."""
+        if self.resize is None:
+            return BLOCK
+        for n in range(1, MAX_SCALE + 1):
+            if min(_ceil(size[0] * n, BLOCK), _ceil(size[1] * n, BLOCK)) >= self.resize:
+                return n
+        raise JpegError(f"image {size[0]}x{size[1]} is too small: its shorter side reaches only "
+                        f"{_ceil(min(size) * MAX_SCALE, BLOCK)} at the largest scale 16/8, the policy needs "
+                        f">= {self.resize}")
+
+    def window(self, size: tuple[int, int]) -> tuple[int, tuple[int, int, int, int]]:
+        """``(N, (top, left, height, width))``: the scale and the crop in scaled pixels for an image of
+        ``size``; :class:`~jpegfx.errors.JpegError` when the image cannot give the crop."""
+        n = self.scale(size)
+        out = (_ceil(size[0] * n, BLOCK), _ceil(size[1] * n, BLOCK))
+        if self.crop is None:
+            return n, (0, 0, out[0], out[1])
+        ch, cw = self.crop
+        if ch > out[0] or cw > out[1]:
+            how = f"scaled by {n}/8 to {out[0]}x{out[1]}" if n != BLOCK else f"at {out[0]}x{out[1]}"
+            raise JpegError(f"image {size[0]}x{size[1]} is smaller than the {ch}x{cw} crop ({how})")
+        return n, (int(round((out[0] - ch) / 2.0)), int(round((out[1] - cw) / 2.0)), ch, cw)
+
+
+# --------------------------------------------------------------------------------------------
+# Transforms
+# --------------------------------------------------------------------------------------------
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@functools.lru_cache(maxsize=None)
+def _dct_matrix() -> np.ndarray:
+    u = np.arange(BLOCK, dtype=np.float64)[:, None]
+    m = np.arange(BLOCK, dtype=np.float64)[None, :]
+    scale = np.full((BLOCK, 1), math.sqrt(2.0 / BLOCK))
+    scale[0] = math.sqrt(1.0 / BLOCK)
+    matrix = scale * np.cos((2 * m + 1) * u * math.pi / (2 * BLOCK))
+    matrix.setflags(write=False)
+    return matrix
+
+
+def dct_matrix() -> np.ndarray:
+    """The orthonormal 8-point DCT-II matrix ``C[u, m] = a(u) cos((2m + 1)uπ/16)`` (float64)."""
+    return _dct_matrix().copy()
+
+
+@functools.lru_cache(maxsize=None)
+def _idct_matrix(s: int) -> np.ndarray:
+    c = _dct_matrix()
+    if BLOCK % s == 0:  # box means of the full-size reconstruction
+        matrix = c.T.reshape(s, BLOCK // s, BLOCK).mean(axis=1)
+    else:  # an s-point IDCT of the low min(s, 8) coefficients, scaled by s/8
+        i = np.arange(s, dtype=np.float64)[:, None]
+        u = np.arange(BLOCK, dtype=np.float64)[None, :]
+        a = np.full((1, BLOCK), math.sqrt(2.0 / BLOCK))
+        a[0, 0] = math.sqrt(1.0 / BLOCK)
+        matrix = a * np.cos((2 * i + 1) * u * math.pi / (2 * s))
+        matrix[:, s:] = 0.0
+    matrix.setflags(write=False)
+    return matrix
+
+
+def idct_matrix(s: int) -> np.ndarray:
+    """The ``(s, 8)`` matrix ``M_s`` of libjpeg's ``s × s`` scaled IDCT (module docstring, step 1):
+    a block's pixels are ``M_s F M_sᵀ`` (+128). ``s = 8`` is the plain inverse DCT ``Cᵀ``."""
+    if not 1 <= s <= MAX_SCALE:
+        raise ValueError(f"IDCT size must be 1..{MAX_SCALE}, got {s}")
+    return _idct_matrix(s).copy()
+
+
+@dataclass(frozen=True)
+class _ComponentPlan:
+    idct: int  # s_c
+    size: tuple[int, int]  # its plane at the scaled resolution (rows, columns)
+    factors: tuple[int, int]  # upsampling (f_v, f_h) to the output
+
+
+def scaled_layout(size: tuple[int, int], samplings: Sequence[tuple[int, int]], n: int
+                  ) -> tuple[tuple[int, int], list[tuple[int, tuple[int, int], tuple[int, int]]]]:
+    """libjpeg's geometry of an N/8 decode: the output size and, per component, ``(s_c, plane size,
+    upsampling factors)`` (module docstring, steps 1–2)."""
+    out, plans = _plan(tuple(size), tuple(tuple(s) for s in samplings), n)
+    return out, [(p.idct, p.size, p.factors) for p in plans]
+
+
+@functools.lru_cache(maxsize=1024)
+def _plan(size: tuple[int, int], samplings: tuple[tuple[int, int], ...], n: int
+          ) -> tuple[tuple[int, int], tuple[_ComponentPlan, ...]]:
+    if not 1 <= n <= MAX_SCALE:
+        raise ValueError(f"scale must be N/8 with N in 1..{MAX_SCALE}, got {n}")
+    vmax, hmax = max(v for v, _ in samplings), max(h for _, h in samplings)
+    plans = []
+    for v, h in samplings:
+        s = n
+        while s < BLOCK and (vmax * n) % (v * s * 2) == 0 and (hmax * n) % (h * s * 2) == 0:
+            s *= 2
+        plane = (_ceil(size[0] * v * s, vmax * BLOCK), _ceil(size[1] * h * s, hmax * BLOCK))
+        plans.append(_ComponentPlan(s, plane, ((vmax * n) // (v * s), (hmax * n) // (h * s))))
+    return (_ceil(size[0] * n, BLOCK), _ceil(size[1] * n, BLOCK)), tuple(plans)
+
+
+def _triangle(x: np.ndarray, axis: int) -> np.ndarray:
+    """×2 along ``axis`` (-1 or -2): out[2i] = ¾ x[i] + ¼ x[i−1], out[2i+1] = ¾ x[i] + ¼ x[i+1],
+    edges replicated (libjpeg's fancy upsampling without its integer rounding)."""
+    x = np.moveaxis(x, axis, -1)
+    before = np.concatenate((x[..., :1], x[..., :-1]), axis=-1)
+    after = np.concatenate((x[..., 1:], x[..., -1:]), axis=-1)
+    out = np.stack((0.75 * x + 0.25 * before, 0.75 * x + 0.25 * after), axis=-1).reshape(*x.shape[:-1], -1)
+    return np.moveaxis(out, -1, axis)
+
+
+def _upsample(x: np.ndarray, factors: tuple[int, int], fancy: bool) -> np.ndarray:
+    fv, fh = factors
+    if fancy and (fv, fh) in ((2, 1), (1, 2), (2, 2)):
+        if fv == 2:
+            x = _triangle(x, -2)
+        if fh == 2:
+            x = _triangle(x, -1)
+        return x
+    if fv > 1:
+        x = np.repeat(x, fv, axis=-2)
+    if fh > 1:
+        x = np.repeat(x, fh, axis=-1)
+    return x
+
+
+def _ycc(coefs: Coefficients, n: int, region: tuple[int, int, int, int], components: Sequence[int],
+         upsampling: str) -> np.ndarray:
+    """(K, h, w) float64 level-shifted components of the N/8 decode inside ``region`` (output pixels)."""
+    header = coefs.header
+    samplings = header.samplings
+    out, plans = _plan(header.size, samplings, n)
+    top, left, height, width = region
+    if top < 0 or left < 0 or height < 1 or width < 1 or top + height > out[0] or left + width > out[1]:
+        raise ValueError(f"region {region} is not inside the {out[0]}x{out[1]} scaled image")
+    vmax, hmax = max(v for v, _ in samplings), max(h for _, h in samplings)
+    mcu_rows, mcu_cols = vmax * n, hmax * n  # output pixels per MCU
+    # Whole MCUs covering the region, plus one on each side for the chroma filter.
+    m0 = max(0, top // mcu_rows - 1)
+    m1 = min(_ceil(out[0], mcu_rows), _ceil(top + height, mcu_rows) + 1)
+    k0 = max(0, left // mcu_cols - 1)
+    k1 = min(_ceil(out[1], mcu_cols), _ceil(left + width, mcu_cols) + 1)
+    planes = []
+    for c in components:
+        plan, (v, h) = plans[c], samplings[c]
+        s = plan.idct
+        rows, cols = coefs.planes[c].shape[:2]
+        b0, b1 = m0 * v, min(m1 * v, rows)
+        a0, a1 = k0 * h, min(k1 * h, cols)
+        f = coefs.planes[c][b0:b1, a0:a1].astype(np.float64) * coefs.qtables[c].reshape(BLOCK, BLOCK)
+        m = _idct_matrix(s)
+        x = np.einsum("iu,yxuv,jv->yixj", m, f, m, optimize=True).reshape((b1 - b0) * s, (a1 - a0) * s)
+        x = x[: min(b1 * s, plan.size[0]) - b0 * s, : min(a1 * s, plan.size[1]) - a0 * s] + 128.0
+        fancy = upsampling == "fancy" and n > 1 and not (plan.factors[1] == 2 and plan.size[1] <= 2)
+        x = _upsample(x, plan.factors, fancy)
+        r, q = top - m0 * mcu_rows, left - k0 * mcu_cols
+        planes.append(x[r:r + height, q:q + width])
+    return np.stack(planes)
+
+
+def decode(coefs: Coefficients, *, scale: int = BLOCK, region: tuple[int, int, int, int] | None = None,
+           upsampling: str = "fancy", clamp: bool = False) -> np.ndarray:
+    """The float reference of libjpeg's ``scale``/8 decode: ``(3, h, w)`` RGB (``(1, h, w)`` for gray)
+    float64 on the 0–255 scale, unrounded and unclamped; ``region = (top, left, height, width)`` in
+    scaled pixels restricts it (only the MCUs the region needs are transformed).
+
+    ``clamp=True`` rounds and clamps to 0–255 as an integer decoder does (each component before the
+    colour conversion, then RGB), for comparing with one (e.g. ``djpeg -scale N/8``)."""
+    if upsampling not in ("fancy", "nearest"):
+        raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
+    out, _ = _plan(coefs.header.size, coefs.header.samplings, scale)
+    region = (0, 0, out[0], out[1]) if region is None else tuple(int(r) for r in region)
+    gray = coefs.header.color_space == "gray"
+    ycc = _ycc(coefs, scale, region, [0] if gray else [0, 1, 2], upsampling)
+    if clamp:
+        ycc = np.clip(np.round(ycc), 0.0, 255.0)
+    if gray:
+        return ycc
+    ycc[1:] -= 128.0
+    rgb = np.einsum("rc,chw->rhw", np.asarray(YCBCR_TO_RGB), ycc)
+    return np.clip(np.round(rgb), 0.0, 255.0) if clamp else rgb
+
+
+def flip_blocks(coefs: Coefficients) -> Coefficients:
+    """Mirror a JPEG left–right in its quantised coefficients, losslessly (as ``jpegtran -flip
+    horizontal``): every component's block columns in reverse order, and in each block the odd
+    horizontal frequencies negated (``C[v, 7 − n] = (−1)^v C[v, n]``, so mirroring a block's pixels
+    negates its coefficients with odd ``v``). Exact for the whole image only when its width is a whole
+    number of MCUs (``8·h_max`` pixels); otherwise a one-line :class:`~jpegfx.errors.JpegError` (the
+    encoder's padding would move to the left edge)."""
+    header = coefs.header
+    hmax = max(h for _, h in header.samplings)
+    if header.size[1] % (BLOCK * hmax):
+        raise JpegError(f"width {header.size[1]} is not a multiple of the {BLOCK * hmax}-pixel MCU: "
+                        "a lossless left-right flip needs whole MCUs")
+    sign = np.where(np.arange(BLOCK) % 2 == 1, -1, 1).astype(np.int16)
+    planes = tuple(np.ascontiguousarray(p[:, ::-1] * sign) for p in coefs.planes)
+    return coefs._replace(planes=planes)
+
+
+def crop_blocks(coefs: Coefficients, top: int, left: int, height: int, width: int) -> Coefficients:
+    """A crop in the quantised coefficients, losslessly (as ``jpegtran -crop WxH+X+Y``): ``top`` and
+    ``left`` must be multiples of the MCU (``8·v_max`` × ``8·h_max`` pixels), so each component keeps
+    whole blocks; the result is the JPEG a decoder sees as its own image of ``height × width``
+    (chroma filtering at its new edges replicates, as for any file)."""
+    from jpegfx.reader import ComponentHeader, Header
+
+    header = coefs.header
+    samplings = header.samplings
+    vmax, hmax = max(v for v, _ in samplings), max(h for _, h in samplings)
+    h, w = header.size
+    if top % (BLOCK * vmax) or left % (BLOCK * hmax):
+        raise JpegError(f"crop offset ({top}, {left}) is not on the {BLOCK * vmax}x{BLOCK * hmax} MCU grid")
+    if min(top, left) < 0 or height < 1 or width < 1 or top + height > h or left + width > w:
+        raise JpegError(f"crop {height}x{width} at ({top}, {left}) is not inside the {h}x{w} image")
+    planes, components = [], []
+    for comp, plane in zip(header.components, coefs.planes):
+        v, hc = comp.sampling
+        size = (_ceil(height * v, vmax), _ceil(width * hc, hmax))
+        blocks = (_ceil(size[0], BLOCK), _ceil(size[1], BLOCK))
+        b0, a0 = top * v // (vmax * BLOCK), left * hc // (hmax * BLOCK)
+        planes.append(np.ascontiguousarray(plane[b0:b0 + blocks[0], a0:a0 + blocks[1]]))
+        components.append(ComponentHeader(comp.id, comp.sampling, size, blocks))
+    header = Header((height, width), header.color_space, tuple(components), header.progressive, header.arithmetic)
+    return coefs._replace(header=header, planes=tuple(planes))
+
+
+# --------------------------------------------------------------------------------------------
+# The network's input
+# --------------------------------------------------------------------------------------------
+def _normalization(normalize, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    if normalize is None:
+        return np.zeros(channels), np.ones(channels)
+    mean, std = (np.broadcast_to(np.asarray(v, dtype=np.float64).reshape(-1), (channels,)) for v in normalize)
+    return mean, std
+
+
+def _block_dct(x: np.ndarray) -> np.ndarray:
+    """``(C, h, w)`` → ``(C·64, Hb, Wb)``: zero-pad to whole blocks, orthonormal DCT of each block."""
+    ch, h, w = x.shape
+    hb, wb = _ceil(h, BLOCK), _ceil(w, BLOCK)
+    padded = np.zeros((ch, hb * BLOCK, wb * BLOCK), dtype=np.float64)
+    padded[:, :h, :w] = x
+    blocks = padded.reshape(ch, hb, BLOCK, wb, BLOCK)
+    c = _dct_matrix()
+    f = np.einsum("um,cymxn,vn->cuvyx", c, blocks, c, optimize=True)
+    return f.reshape(ch * BLOCK * BLOCK, hb, wb)
+
+
+def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int], channels: int,
+                 normalize=None, upsampling: str = "fancy") -> np.ndarray:
+    """What the *spatial* model sees for this JPEG under ``policy``: ``(channels, h, w)`` float64, the
+    normalised crop (steps 1–4 of the module docstring before the block DCT). ``normalize``: ``None``
+    for ``x/255``, or ``(mean, std)`` with one value or one per channel.
+
+    One-line :class:`~jpegfx.errors.JpegError` when the image cannot give ``input_size`` under the
+    policy (too small, or, without a crop, another size)."""
+    if channels not in (1, 3):
+        raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
+    if upsampling not in ("fancy", "nearest"):
+        raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
+    n, region = policy.window(coefs.header.size)
+    if (region[2], region[3]) != tuple(input_size):
+        raise JpegError(f"image {coefs.header.size[0]}x{coefs.header.size[1]} gives {region[2]}x{region[3]} under "
+                        f"the policy ({policy.describe()}), the model takes {input_size[0]}x{input_size[1]}")
+    if coefs.header.color_space == "gray" or channels == 1:
+        x = _ycc(coefs, n, region, [0], upsampling)
+        if channels == 3:
+            x = np.repeat(x, 3, axis=0)
+    else:
+        x = _ycc(coefs, n, region, [0, 1, 2], upsampling)
+        x[1:] -= 128.0
+        x = np.einsum("rc,chw->rhw", np.asarray(YCBCR_TO_RGB), x)
+    if policy.flip:
+        x = x[:, :, ::-1]
+    mean, std = _normalization(normalize, channels)
+    return (x / 255.0 - mean[:, None, None]) / std[:, None, None]
+
+
+def model_input(coefs: Coefficients, policy: Policy, input_size: tuple[int, int], channels: int,
+                normalize=None, upsampling: str = "fancy", dtype=np.float32) -> np.ndarray:
+    """What a network converted for ``input_size`` and ``channels`` (1 or 3) reads for this JPEG under
+    ``policy``: ``(channels·64, Hb, Wb)`` in ``dtype``, the block DCT of :func:`model_pixels`."""
+    x = model_pixels(coefs, policy, input_size, channels, normalize, upsampling)
+    return _block_dct(x).astype(dtype, copy=False)
+
+
+def model_inputs(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int], channels: int,
+                 normalize=None, upsampling: str = "fancy", dtype=np.float32) -> np.ndarray:
+    """:func:`model_input` of each item, stacked: ``(N, channels·64, Hb, Wb)``."""
+    return np.stack([model_input(c, policy, input_size, channels, normalize, upsampling, dtype) for c in items])
