@@ -291,7 +291,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if resize is not None and resize < max(size):
             raise UsageError(f"--resize {resize} is smaller than the input size {size[0]}x{size[1]}: the centre crop "
                              "would not fit")
-        policy = _preprocess.Policy(resize=resize, crop=size)
+        policy = _preprocess.Policy(resize=resize, crop=size,
+                                    resample=None if resize is None or args.resample == "none" else args.resample)
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
         jpeg_model = _convert.convert(model, size, relu=args.relu, frequencies=args.frequencies,
@@ -653,8 +654,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--upsampling", choices=["fancy", "nearest"], default="fancy")
     p.add_argument("--resize", type=_resize, metavar="S|auto",
                    help="export for photos of any size and layout: each is scaled by the smallest N/8 that brings "
-                        "its shorter side to at least S pixels (auto: 8/7 of the input size, 256 for 224), then "
-                        "centre-cropped to the input size, in its coefficients (instead of --subsampling)")
+                        "its shorter side to at least S pixels (auto: 8/7 of the input size, 256 for 224), resampled "
+                        "(--resample) and centre-cropped to the input size, from its coefficients (instead of "
+                        "--subsampling)")
+    p.add_argument("--resample", choices=["bilinear", "none"], default="bilinear",
+                   help="with --resize: after the N/8 scaling, bring the shorter side to exactly S with Pillow's "
+                        "bilinear filter as torchvision's Resize does (default), or keep the N/8 size (none)")
     p.add_argument("--crop", action="store_true",
                    help="export for photos of any layout at least the input size: centre-crop them to it, without "
                         "scaling (implied by --resize)")

@@ -57,6 +57,8 @@ __all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "
            "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs"]
 
 BLOCK = 8
+RESAMPLING = (None, "bilinear")
+"""What may follow the N/8 scaling: nothing, or Pillow's antialiased bilinear filter."""
 MAX_SCALE = 16
 """Largest scale numerator: libjpeg scales by N/8 for N = 1 … 16."""
 
@@ -72,13 +74,17 @@ class Policy:
     """How a photo of any size becomes the network's input.
 
     ``resize``: scale so that the shorter side is at least this many pixels, by the smallest N/8
-    (N = 1 … 16) that reaches it (``None``: no scaling). ``crop``: the centre crop ``(h, w)`` (an int
-    for a square; ``None``: the whole scaled image, which must then be the network's size). ``flip``:
-    mirror left–right (test-time augmentation)."""
+    (N = 1 … 16) that reaches it (``None``: no scaling). ``resample="bilinear"`` then brings the
+    shorter side to exactly ``resize`` as torchvision's ``Resize(resize)`` does on a PIL image
+    (Pillow's antialiased bilinear filter, the longer side ``int(resize · long / short)``) — an exact
+    linear map too, applied to the rows and columns the crop needs; ``None`` keeps the N/8 size.
+    ``crop``: the centre crop ``(h, w)`` (an int for a square; ``None``: the whole image, which must
+    then be the network's size). ``flip``: mirror left–right (test-time augmentation)."""
 
     resize: int | None = None
     crop: tuple[int, int] | None = None
     flip: bool = False
+    resample: str | None = None
 
     def __post_init__(self) -> None:
         if self.resize is not None and (isinstance(self.resize, bool) or not isinstance(self.resize, int)
@@ -96,26 +102,35 @@ class Policy:
                 raise UsageError(f"crop must be positive (h, w), got {self.crop!r}")
         object.__setattr__(self, "crop", crop)
         object.__setattr__(self, "flip", bool(self.flip))
+        if self.resample not in RESAMPLING:
+            raise UsageError(f"resample must be one of {RESAMPLING}, got {self.resample!r}")
+        if self.resample is not None and self.resize is None:
+            raise UsageError("resample needs resize (the shorter side to resample to)")
 
     @classmethod
-    def imagenet(cls, size: int | tuple[int, int]) -> "Policy":
+    def imagenet(cls, size: int | tuple[int, int], resample: str | None = "bilinear") -> "Policy":
         """The usual evaluation policy for a ``size`` network: shorter side to ``size · 8/7`` (256 for
-        224), centre crop ``size``."""
+        224) — by N/8 scaling then, by default, bilinear resampling to exactly that, as torchvision's
+        ``Resize`` (``resample=None``: N/8 scaling alone, at least that) — and a centre crop ``size``."""
         h, w = (size, size) if isinstance(size, int) else size
-        return cls(resize=int(round(max(h, w) * 8 / 7)), crop=(h, w))
+        return cls(resize=int(round(max(h, w) * 8 / 7)), crop=(h, w), resample=resample)
 
     def to_json(self) -> dict:
-        return {"resize": self.resize, "crop": None if self.crop is None else list(self.crop), "flip": self.flip}
+        return {"resize": self.resize, "crop": None if self.crop is None else list(self.crop), "flip": self.flip,
+                "resample": self.resample}
 
     @classmethod
     def from_json(cls, value) -> "Policy":
-        if not isinstance(value, dict) or set(value) - {"resize", "crop", "flip"}:
-            raise UsageError(f"a preprocessing policy is a JSON object with resize, crop and flip, got {value!r}")
-        return cls(value.get("resize"), value.get("crop"), value.get("flip", False))
+        if not isinstance(value, dict) or set(value) - {"resize", "crop", "flip", "resample"}:
+            raise UsageError("a preprocessing policy is a JSON object with resize, crop, flip and resample, "
+                             f"got {value!r}")
+        return cls(value.get("resize"), value.get("crop"), value.get("flip", False), value.get("resample"))
 
     def describe(self) -> str:
         parts = []
-        if self.resize is not None:
+        if self.resize is not None and self.resample is not None:
+            parts.append(f"shorter side to {self.resize} by N/8 scaling and {self.resample} resampling")
+        elif self.resize is not None:
             parts.append(f"shorter side to >= {self.resize} by N/8 scaling")
         if self.crop is not None:
             parts.append(f"centre crop {self.crop[0]}x{self.crop[1]}")
@@ -136,17 +151,29 @@ class Policy:
                         f">= {self.resize}")
 
     def window(self, size: tuple[int, int]) -> tuple[int, tuple[int, int, int, int]]:
-        """``(N, (top, left, height, width))``: the scale and the crop in scaled pixels for an image of
-        ``size``; :class:`~jpegfx.errors.JpegError` when the image cannot give the crop."""
+        """``(N, (top, left, height, width))``: the scale and the crop for an image of ``size``, in
+        pixels of the N/8-scaled image (of the resampled image with ``resample``);
+        :class:`~jpegfx.errors.JpegError` when the image cannot give the crop."""
         n = self.scale(size)
         out = (_ceil(size[0] * n, BLOCK), _ceil(size[1] * n, BLOCK))
+        how = f"scaled by {n}/8 to {out[0]}x{out[1]}" if n != BLOCK else f"at {out[0]}x{out[1]}"
+        if self.resample is not None:
+            out = self.resampled_size(out)
+            how += f", resampled to {out[0]}x{out[1]}"
         if self.crop is None:
             return n, (0, 0, out[0], out[1])
         ch, cw = self.crop
         if ch > out[0] or cw > out[1]:
-            how = f"scaled by {n}/8 to {out[0]}x{out[1]}" if n != BLOCK else f"at {out[0]}x{out[1]}"
             raise JpegError(f"image {size[0]}x{size[1]} is smaller than the {ch}x{cw} crop ({how})")
         return n, (int(round((out[0] - ch) / 2.0)), int(round((out[1] - cw) / 2.0)), ch, cw)
+
+    def resampled_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """torchvision's ``Resize(resize)`` output size for ``size``: the shorter side ``resize``, the
+        longer ``int(resize · long / short)``."""
+        h, w = size
+        if h <= w:
+            return self.resize, int(self.resize * w / h)
+        return int(self.resize * h / w), self.resize
 
 
 # --------------------------------------------------------------------------------------------
@@ -188,6 +215,15 @@ def _idct_matrix(s: int) -> np.ndarray:
     return matrix
 
 
+@functools.lru_cache(maxsize=None)
+def _idct_kron(s: int) -> np.ndarray:
+    """``(64, s²)``: a block's natural-order coefficients (row) times this = its ``s × s`` pixels."""
+    m = _idct_matrix(s)
+    kron = np.kron(m, m).T.copy()  # [(u, v), (i, j)] = M[i, u] M[j, v]
+    kron.setflags(write=False)
+    return kron
+
+
 def idct_matrix(s: int) -> np.ndarray:
     """The ``(s, 8)`` matrix ``M_s`` of libjpeg's ``s × s`` scaled IDCT (module docstring, step 1):
     a block's pixels are ``M_s F M_sᵀ`` (+128). ``s = 8`` is the plain inverse DCT ``Cᵀ``."""
@@ -227,6 +263,47 @@ def _plan(size: tuple[int, int], samplings: tuple[tuple[int, int], ...], n: int
     return (_ceil(size[0] * n, BLOCK), _ceil(size[1] * n, BLOCK)), tuple(plans)
 
 
+@functools.lru_cache(maxsize=256)
+def _resample_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's antialiased bilinear resampling along one axis (its ``precompute_coeffs``: a triangle
+    filter widened by the downscale factor, taps at pixel centres, each output's weights normalised),
+    without Pillow's rounding to 8 bits between the two axes: output ``i`` is
+    ``Σ_t weights[i, t] · x[index[i, t]]`` (unused taps have weight 0)."""
+    scale = in_size / out_size
+    support = max(scale, 1.0)  # the bilinear filter's support (1) widened when downscaling
+    taps = int(math.ceil(support)) * 2 + 1
+    center = (np.arange(out_size) + 0.5) * scale
+    lo = np.maximum((center - support + 0.5).astype(np.intp), 0)  # C's (int) truncation: arguments are > -1
+    hi = np.minimum((center + support + 0.5).astype(np.intp), in_size)
+    k = lo[:, None] + np.arange(taps)
+    inside = k < hi[:, None]
+    weights = np.where(inside, np.clip(1.0 - np.abs((k - center[:, None] + 0.5) / support), 0.0, None), 0.0)
+    total = weights.sum(axis=1, keepdims=True)
+    weights = np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
+    index = np.minimum(k, hi[:, None] - 1)
+    index.setflags(write=False)
+    weights.setflags(write=False)
+    return index, weights
+
+
+def _band(in_size: int, out_size: int, start: int, length: int) -> tuple[np.ndarray, int]:
+    """Outputs ``start … start + length − 1`` of :func:`_resample_taps` as a dense ``(length, n)``
+    matrix over the ``n`` inputs they read, and the first of those inputs."""
+    index, weights = (a[start:start + length] for a in _resample_taps(in_size, out_size))
+    first = int(index.min())
+    band = np.zeros((length, int(index.max()) + 1 - first))
+    np.add.at(band, (np.arange(length)[:, None], index - first), weights)
+    return band, first
+
+
+def _resample_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """``(out_size, in_size)``: :func:`_resample_taps` as a dense matrix (for tests and reading)."""
+    index, weights = _resample_taps(in_size, out_size)
+    matrix = np.zeros((out_size, in_size))
+    np.add.at(matrix, (np.arange(out_size)[:, None], index), weights)
+    return matrix
+
+
 def _triangle(x: np.ndarray, axis: int) -> np.ndarray:
     """×2 along ``axis`` (-1 or -2): out[2i] = ¾ x[i] + ¼ x[i−1], out[2i+1] = ¾ x[i] + ¼ x[i+1],
     edges replicated (libjpeg's fancy upsampling without its integer rounding)."""
@@ -252,9 +329,15 @@ def _upsample(x: np.ndarray, factors: tuple[int, int], fancy: bool) -> np.ndarra
     return x
 
 
+def _round(x: np.ndarray) -> np.ndarray:
+    """An integer decoder's samples: rounded half up (libjpeg's DESCALE), range-limited to 0–255."""
+    return np.clip(np.floor(x + 0.5), 0.0, 255.0)
+
+
 def _ycc(coefs: Coefficients, n: int, region: tuple[int, int, int, int], components: Sequence[int],
-         upsampling: str) -> np.ndarray:
-    """(K, h, w) float64 level-shifted components of the N/8 decode inside ``region`` (output pixels)."""
+         upsampling: str, clamp: bool = False) -> np.ndarray:
+    """(K, h, w) float64 level-shifted components of the N/8 decode inside ``region`` (output pixels);
+    ``clamp``: each component's samples rounded as :func:`_round` after the IDCT and after upsampling."""
     header = coefs.header
     samplings = header.samplings
     out, plans = _plan(header.size, samplings, n)
@@ -275,12 +358,16 @@ def _ycc(coefs: Coefficients, n: int, region: tuple[int, int, int, int], compone
         rows, cols = coefs.planes[c].shape[:2]
         b0, b1 = m0 * v, min(m1 * v, rows)
         a0, a1 = k0 * h, min(k1 * h, cols)
-        f = coefs.planes[c][b0:b1, a0:a1].astype(np.float64) * coefs.qtables[c].reshape(BLOCK, BLOCK)
-        m = _idct_matrix(s)
-        x = np.einsum("iu,yxuv,jv->yixj", m, f, m, optimize=True).reshape((b1 - b0) * s, (a1 - a0) * s)
+        f = coefs.planes[c][b0:b1, a0:a1].reshape(-1, BLOCK * BLOCK) * coefs.qtables[c].astype(np.float64)
+        x = (f @ _idct_kron(s)).reshape(b1 - b0, a1 - a0, s, s)  # one GEMM: every block's M_s F M_sᵀ
+        x = x.transpose(0, 2, 1, 3).reshape((b1 - b0) * s, (a1 - a0) * s)
         x = x[: min(b1 * s, plan.size[0]) - b0 * s, : min(a1 * s, plan.size[1]) - a0 * s] + 128.0
         fancy = upsampling == "fancy" and n > 1 and not (plan.factors[1] == 2 and plan.size[1] <= 2)
+        if clamp:
+            x = _round(x)
         x = _upsample(x, plan.factors, fancy)
+        if clamp and plan.factors != (1, 1):
+            x = _round(x)
         r, q = top - m0 * mcu_rows, left - k0 * mcu_cols
         planes.append(x[r:r + height, q:q + width])
     return np.stack(planes)
@@ -292,21 +379,20 @@ def decode(coefs: Coefficients, *, scale: int = BLOCK, region: tuple[int, int, i
     float64 on the 0–255 scale, unrounded and unclamped; ``region = (top, left, height, width)`` in
     scaled pixels restricts it (only the MCUs the region needs are transformed).
 
-    ``clamp=True`` rounds and clamps to 0–255 as an integer decoder does (each component before the
-    colour conversion, then RGB), for comparing with one (e.g. ``djpeg -scale N/8``)."""
+    ``clamp=True`` rounds (half up) and clamps to 0–255 where an integer decoder does — each component
+    after its IDCT and after upsampling, then RGB — for comparing with one (``djpeg -scale N/8``
+    agrees to a mean of a few hundredths of a level; its integer filters round a little differently)."""
     if upsampling not in ("fancy", "nearest"):
         raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
     out, _ = _plan(coefs.header.size, coefs.header.samplings, scale)
     region = (0, 0, out[0], out[1]) if region is None else tuple(int(r) for r in region)
     gray = coefs.header.color_space == "gray"
-    ycc = _ycc(coefs, scale, region, [0] if gray else [0, 1, 2], upsampling)
-    if clamp:
-        ycc = np.clip(np.round(ycc), 0.0, 255.0)
+    ycc = _ycc(coefs, scale, region, [0] if gray else [0, 1, 2], upsampling, clamp)
     if gray:
         return ycc
     ycc[1:] -= 128.0
-    rgb = np.einsum("rc,chw->rhw", np.asarray(YCBCR_TO_RGB), ycc)
-    return np.clip(np.round(rgb), 0.0, 255.0) if clamp else rgb
+    rgb = _mix(np.asarray(YCBCR_TO_RGB), ycc)
+    return _round(rgb) if clamp else rgb
 
 
 def flip_blocks(coefs: Coefficients) -> Coefficients:
@@ -369,10 +455,23 @@ def _block_dct(x: np.ndarray) -> np.ndarray:
     hb, wb = _ceil(h, BLOCK), _ceil(w, BLOCK)
     padded = np.zeros((ch, hb * BLOCK, wb * BLOCK), dtype=np.float64)
     padded[:, :h, :w] = x
-    blocks = padded.reshape(ch, hb, BLOCK, wb, BLOCK)
+    blocks = padded.reshape(ch, hb, BLOCK, wb, BLOCK).transpose(0, 1, 3, 2, 4).reshape(-1, BLOCK * BLOCK)
+    f = (blocks @ _dct_kron()).reshape(ch, hb, wb, BLOCK * BLOCK)  # one GEMM: every block's C x Cᵀ
+    return np.ascontiguousarray(f.transpose(0, 3, 1, 2)).reshape(ch * BLOCK * BLOCK, hb, wb)
+
+
+@functools.lru_cache(maxsize=None)
+def _dct_kron() -> np.ndarray:
+    """``(64, 64)``: a block's pixels (row, natural order) times this = its coefficients (natural order)."""
     c = _dct_matrix()
-    f = np.einsum("um,cymxn,vn->cuvyx", c, blocks, c, optimize=True)
-    return f.reshape(ch * BLOCK * BLOCK, hb, wb)
+    kron = np.kron(c, c).T.copy()  # [(m, n), (u, v)] = C[u, m] C[v, n]
+    kron.setflags(write=False)
+    return kron
+
+
+def _mix(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``matrix (R, K)`` applied to the channels of ``x (K, h, w)``."""
+    return (matrix @ x.reshape(x.shape[0], -1)).reshape(matrix.shape[0], *x.shape[1:])
 
 
 def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int], channels: int,
@@ -391,6 +490,15 @@ def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int
     if (region[2], region[3]) != tuple(input_size):
         raise JpegError(f"image {coefs.header.size[0]}x{coefs.header.size[1]} gives {region[2]}x{region[3]} under "
                         f"the policy ({policy.describe()}), the model takes {input_size[0]}x{input_size[1]}")
+    rows = cols = None
+    if policy.resample is not None:  # the crop's rows and columns of the resampled image, from the N/8 one
+        scaled, _ = _plan(coefs.header.size, coefs.header.samplings, n)
+        resampled = policy.resampled_size(scaled)
+        top, left, height, width = region
+        (rows, r0), (cols, c0) = (_band(size_in, size_out, start, length)
+                                  for start, length, size_in, size_out in ((top, height, scaled[0], resampled[0]),
+                                                                          (left, width, scaled[1], resampled[1])))
+        region = (r0, c0, rows.shape[1], cols.shape[1])
     if coefs.header.color_space == "gray" or channels == 1:
         x = _ycc(coefs, n, region, [0], upsampling)
         if channels == 3:
@@ -398,7 +506,13 @@ def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int
     else:
         x = _ycc(coefs, n, region, [0, 1, 2], upsampling)
         x[1:] -= 128.0
-        x = np.einsum("rc,chw->rhw", np.asarray(YCBCR_TO_RGB), x)
+        x = _mix(np.asarray(YCBCR_TO_RGB), x)
+    if rows is not None:  # the cheaper order of the two products
+        r, w = x.shape[1:]
+        if rows.shape[0] * w * (r + cols.shape[0]) <= cols.shape[0] * r * (w + rows.shape[0]):
+            x = (rows @ x) @ cols.T
+        else:
+            x = rows @ (x @ cols.T)
     if policy.flip:
         x = x[:, :, ::-1]
     mean, std = _normalization(normalize, channels)

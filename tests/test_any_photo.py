@@ -161,7 +161,7 @@ def test_policy_metadata_is_checked(resnet18, tmp_path):
     path = export_onnx(jpeg_model, tmp_path / "r18.onnx", preprocess=Policy.imagenet(224))
     for value, needle in (('{"resize": 256, "crop": [200, 200], "flip": false}', "not the input_size"),
                           ("{resize", "not JSON"), ('{"resize": 0}', "resize must be a positive integer"),
-                          ('{"scale": 2}', "JSON object with resize, crop and flip")):
+                          ('{"scale": 2}', "JSON object with resize, crop, flip and resample")):
         model = onnx.load(path)
         onnx.helper.set_model_props(model, {p.key: (value if p.key == "preprocess" else p.value)
                                             for p in model.metadata_props})
@@ -179,7 +179,7 @@ def test_cli_convert_resize_then_predict_any_photo(photos, tmp_path, capsys):
     assert cli.main(["convert", "--model", "paper", "--resize", "40", "--check", "1", "-o", str(path),
                      "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["preprocess"] == {"resize": 40, "crop": [32, 32], "flip": False}
+    assert summary["preprocess"] == {"resize": 40, "crop": [32, 32], "flip": False, "resample": "bilinear"}
     assert cli.main(["predict", str(path), *photos, "--json", "--top-k", "2"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in rows] == photos
