@@ -16,16 +16,20 @@
  *   - APPn/COM payloads are never saved (jpeg_save_markers is not called), so no marker data is
  *     kept or leaked.
  *
- * There is no global state: each call owns its decompressor and error handler, so calls are safe
- * from several threads at once (the GIL is released while libjpeg runs) and in forked children.
+ * Each thread keeps one idle decompressor for its next call (a pthread key; freed when the thread
+ * exits): a call takes it, resets it with jpeg_abort_decompress when done, whatever happened, and puts
+ * it back. Nothing else is shared, so calls are safe from several threads at once (the GIL is released
+ * while libjpeg runs) and in forked children (a decompressor is idle whenever the process can fork).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <limits.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
@@ -150,6 +154,51 @@ static PyObject *color_space_name(int nc, J_COLOR_SPACE cs, char *why) {
 
 static unsigned long long round_up(unsigned long long a, unsigned long long b) { return (a + b - 1) / b * b; }
 
+/* The calling thread's idle decompressor, if any. */
+static pthread_key_t idle_key;
+static int idle_key_ok = 0;
+
+static void destroy_reader(void *p) {
+    reader *r = (reader *)p;
+    jpeg_destroy_decompress(&r->cinfo);
+    free(r);
+}
+
+/* A decompressor ready for jpeg_mem_src: the thread's idle one, or a new one (NULL: out of memory). */
+static reader *take_reader(void) {
+    reader *r = idle_key_ok ? (reader *)pthread_getspecific(idle_key) : NULL;
+    if (r != NULL) {
+        pthread_setspecific(idle_key, NULL);
+    } else {
+        r = (reader *)calloc(1, sizeof(reader));
+        if (r == NULL)
+            return NULL;
+        r->cinfo.err = jpeg_std_error(&r->err.pub);
+        r->err.pub.error_exit = on_error_exit;
+        r->err.pub.emit_message = on_emit_message;
+        r->err.pub.output_message = on_output_message;
+        r->progress.progress_monitor = on_progress;
+        if (setjmp(r->err.escape)) { /* jpeg_create_decompress fails only when out of memory */
+            free(r);
+            return NULL;
+        }
+        jpeg_create_decompress(&r->cinfo);
+        r->cinfo.progress = &r->progress;
+    }
+    r->err.num_warnings = 0;
+    r->err.message[0] = '\0';
+    r->err.pub.num_warnings = 0;
+    return r;
+}
+
+/* Reset the decompressor (frees everything the image needed) and keep it for the thread's next call. */
+static void return_reader(reader *r) {
+    jpeg_abort_decompress(&r->cinfo);
+    if (idle_key_ok && pthread_getspecific(idle_key) == NULL && pthread_setspecific(idle_key, r) == 0)
+        return;
+    destroy_reader(r);
+}
+
 PyDoc_STRVAR(read_doc,
 "read(data, header_only=False, tolerant=False, max_scans=1000, max_pixels=10**8, max_bytes=2**30)\n"
 "--\n\n"
@@ -174,27 +223,20 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
     char why[MSG_LEN] = "";
     volatile int failed = 0;
     int nc = 0;
-    reader *r = (reader *)PyMem_RawCalloc(1, sizeof(reader));
+    reader *r = take_reader();
     if (r == NULL) {
         PyBuffer_Release(&view);
         return PyErr_NoMemory();
     }
     j_decompress_ptr cinfo = &r->cinfo;
-    cinfo->err = jpeg_std_error(&r->err.pub);
-    r->err.pub.error_exit = on_error_exit;
-    r->err.pub.emit_message = on_emit_message;
-    r->err.pub.output_message = on_output_message;
     r->err.tolerant = tolerant;
     r->err.max_scans = max_scans > 0 ? max_scans : 1;
-    r->progress.progress_monitor = on_progress;
 
     /* Phase 1, without the GIL: the header, and every check that needs no entropy decoding. */
     Py_BEGIN_ALLOW_THREADS
     if (setjmp(r->err.escape)) {
         failed = 1;
     } else {
-        jpeg_create_decompress(cinfo);
-        cinfo->progress = &r->progress;
         cinfo->mem->max_memory_to_use = (long)(max_bytes > (unsigned long long)LONG_MAX ? LONG_MAX : max_bytes);
         jpeg_mem_src(cinfo, (const unsigned char *)view.buf, (unsigned long)view.len);
         jpeg_read_header(cinfo, TRUE);
@@ -355,8 +397,7 @@ done:
         Py_XDECREF(planes[c]);
         Py_XDECREF(qtables[c]);
     }
-    jpeg_destroy_decompress(cinfo); /* frees every pool; safe in any state after create */
-    PyMem_RawFree(r);
+    return_reader(r); /* jpeg_abort_decompress: safe in any state, also after a longjmp */
     PyBuffer_Release(&view);
     return result;
 }
@@ -373,6 +414,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__jpegread(void) {
     import_array();
+    idle_key_ok = pthread_key_create(&idle_key, destroy_reader) == 0;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)
         return NULL;

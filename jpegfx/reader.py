@@ -6,7 +6,7 @@ of our own and not a Python JPEG library: the coefficient readers on PyPI report
 by printing them (so a corrupt file reads as good unless the process's stderr is captured, which is
 neither thread- nor fork-safe), read paths only, keep every APPn payload, and parse the header more
 than once. The binding reads bytes already in memory, parses the header once, returns every problem
-to its caller and keeps no global state.
+to its caller and shares nothing between threads (each keeps one idle decompressor for its next call).
 
 What a read guarantees
 ----------------------
@@ -233,12 +233,13 @@ def _header(raw: tuple) -> Header:
     return Header((raw[0], raw[1]), raw[2], comps, raw[3], raw[4])
 
 
-def _call(data, label: str, **options) -> tuple:
+def _call(data, label: str, header_only: bool, tolerant: bool, max_scans: int, max_pixels: int,
+          max_bytes: int) -> tuple:
     binding = _binding()
     try:
         if len(data) == 0:
             raise JpegError("empty input: not a JPEG file")
-        return binding.read(data, **options)
+        return binding.read(data, header_only, tolerant, max_scans, max_pixels, max_bytes)  # positional: cheaper
     except binding.ReadError as exc:
         raise JpegError(f"{label}: {exc}" if label else str(exc)) from None
     except JpegError as exc:
@@ -261,8 +262,8 @@ def read_header(source: Source, *, max_pixels: int = MAX_PIXELS, max_file_bytes:
     for corrupt scan data.
     """
     data, label = _source_bytes(source, _positive("max_file_bytes", max_file_bytes, MAX_FILE_BYTES))
-    raw = _call(data, label, header_only=True, tolerant=bool(tolerant),
-                max_pixels=_positive("max_pixels", max_pixels, MAX_PIXELS))
+    raw = _call(data, label, True, bool(tolerant), MAX_SCANS, _positive("max_pixels", max_pixels, MAX_PIXELS),
+                MAX_BYTES)
     return _header(raw)
 
 
@@ -283,14 +284,8 @@ def read_coefficients(
     gray/YCbCr JPEG within the limits; see the module docstring.
     """
     data, label = _source_bytes(source, _positive("max_file_bytes", max_file_bytes, MAX_FILE_BYTES))
-    raw = _call(
-        data,
-        label,
-        tolerant=bool(tolerant),
-        max_pixels=_positive("max_pixels", max_pixels, MAX_PIXELS),
-        max_bytes=_positive("max_bytes", max_bytes, MAX_BYTES),
-        max_scans=_positive("max_scans", max_scans, MAX_SCANS),
-    )
+    raw = _call(data, label, False, bool(tolerant), _positive("max_scans", max_scans, MAX_SCANS),
+                _positive("max_pixels", max_pixels, MAX_PIXELS), _positive("max_bytes", max_bytes, MAX_BYTES))
     header = _header(raw)
     planes = tuple(c[5] for c in raw[6])
     qtables = tuple(c[4] for c in raw[6])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -280,6 +281,74 @@ def test_threads_give_the_serial_answers():
     for t in threads:
         t.join()
     assert not mismatches, mismatches[:5]
+
+
+def test_a_reused_decompressor_reads_like_a_fresh_one():
+    """Each thread keeps its decompressor between calls: after every kind of failure (corrupt scan,
+    truncation, scan limit, memory limit, pixel limit, a header-only read, a tolerant read with
+    warnings) the next file reads exactly as it does in a fresh process."""
+    good = [pillow_jpeg(smooth_image(40 + 8 * i, 56, seed=i), subsampling=i % 3) for i in range(3)]
+    progressive = pillow_jpeg(progressive=True)
+    code = ("import sys, pickle; from jpegfx import reader; "
+            "data = pickle.loads(sys.stdin.buffer.read()); "
+            "sys.stdout.buffer.write(pickle.dumps([(reader.read_coefficients(d).planes, "
+            "reader.read_coefficients(d).qtables) for d in data]))")
+    fresh = pickle.loads(subprocess.run([sys.executable, "-c", code], input=pickle.dumps(good + [progressive]),
+                                        capture_output=True, check=True).stdout)
+    failures = [
+        lambda: reader.read_coefficients(corrupt_scan(good[0])),
+        lambda: reader.read_coefficients(good[1][: len(good[1]) // 2]),
+        lambda: reader.read_coefficients(repeated_last_scan(progressive, 50), max_scans=5),
+        lambda: reader.read_coefficients(patched_size(pillow_jpeg(subsampling=0), 10000, 10000)),
+        lambda: reader.read_coefficients(good[2], max_pixels=10),
+        lambda: reader.read_header(good[0]),
+        lambda: reader.read_coefficients(corrupt_scan(good[2]), tolerant=True),
+    ]
+    for failure in failures:
+        try:
+            failure()
+        except JpegError:
+            pass
+        for data, (planes, tables) in zip(good + [progressive], fresh):
+            got = reader.read_coefficients(data)
+            assert all(np.array_equal(a, b) for a, b in zip(got.planes, planes))
+            assert all(np.array_equal(a, b) for a, b in zip(got.qtables, tables))
+            assert got.warnings == ()
+
+
+THREAD_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import io, threading
+    import numpy as np
+    from PIL import Image
+    from jpegfx import reader
+
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((512, 512, 3), np.uint8)).save(buf, format="JPEG")
+    data = buf.getvalue()
+    def one():
+        reader.read_coefficients(data)
+    for i in range(3000):
+        t = threading.Thread(target=one)
+        t.start()
+        t.join()
+        if i == 200:
+            start = rss()
+    print(rss() - start)
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc to measure memory")
+def test_threads_that_exit_free_their_decompressor():
+    proc = subprocess.run([sys.executable, "-c", THREAD_EXIT_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    growth = int(proc.stdout.split()[-1])
+    assert growth < 8 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 2800 short-lived reading threads"
 
 
 def _child_outcomes(indices: list[int]) -> list[str]:
