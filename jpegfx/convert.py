@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray")
+REFERENCE_SIZE = (224, 224)
+"""The size ``convert(model)`` without ``input_size`` converts at first (and self-checks)."""
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,41 @@ class JpegModel(nn.Module):
         """The model's float type; follows ``.double()``, ``.float()``, ``.to(...)``."""
         return self.input_stages[self._default_key].pattern.dtype
 
+    @property
+    def any_size(self) -> bool:
+        """Whether the model runs at any input size (:meth:`at_size`), not only ``spec.input_size``."""
+        return self.__dict__.get("_source") is not None
+
+    def at_size(self, size: tuple[int, int] | int) -> "JpegModel":
+        """This model for inputs of logical size ``size``: itself at ``spec.input_size``; otherwise, for a
+        model converted with ``any_size=True`` (or without ``input_size``), the same spatial model
+        converted for ``size`` with the same options, once per size, dtype, device and mode (cached).
+        Every size-dependent constant (padding masks, boundary blocks, block counts, pooling weights)
+        is thereby derived from ``size``. The per-size models hold their own copies of the weights:
+        train at one size (or through a :class:`~jpegfx.preprocess.Policy`)."""
+        size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
+        if size == tuple(self.spec.input_size):
+            return self
+        source = self.__dict__.get("_source")
+        if source is None:
+            raise UsageError(f"image size {size[0]}x{size[1]} does not match the model's input size "
+                             f"{self.spec.input_size[0]}x{self.spec.input_size[1]} (convert with any_size=True, or "
+                             "without input_size, to run at any size)")
+        device = self.input_stages[self._default_key].pattern.device
+        key = (size, self.dtype, device, self.training)
+        cache = self.__dict__.setdefault("_sizes", {})
+        model = cache.get(key)
+        if model is None:
+            start = time.perf_counter()
+            model = convert(source.to(self.dtype).train(self.training), size, **self.__dict__["_options"])
+            model = model.to(device).train(self.training)
+            cache[key] = model
+            log.info("converted for %dx%d in %.2f s (first input of that size)", *size, time.perf_counter() - start)
+        return model
+
     def _check_size(self, batch: jpeg_io.JpegBatch) -> None:
         if tuple(batch.size) != tuple(self.spec.input_size):
-            h, w = batch.size
-            raise UsageError(f"image size {h}x{w} does not match the model's input size "
-                             f"{self.spec.input_size[0]}x{self.spec.input_size[1]}")
+            self.at_size(batch.size)  # raises for a one-size model
 
     def input_stage(self, batch: jpeg_io.JpegBatch) -> JpegInputStage:
         """The input stage for ``batch``'s layout; a one-line :class:`~jpegfx.errors.UsageError` if its size
@@ -134,7 +166,8 @@ class JpegModel(nn.Module):
         """``x``: a :class:`~jpegfx.jpeg.JpegBatch`, or the normalised model input already in the
         JPEG domain, ``(N, C·64, Hb, Wb)``."""
         if isinstance(x, jpeg_io.JpegBatch):
-            self._check_size(x)
+            if tuple(x.size) != tuple(self.spec.input_size):
+                return self.at_size(x.size)(x)
             stage = self.input_stages[self._stage_keys[x.color_space]]
             return self.network(stage(*batch_tensors(x), samplings=tuple(c.sampling for c in x.components)))
         g = BlockGeometry(*self.spec.input_size)
@@ -180,7 +213,7 @@ def _model_dtype(model: nn.Module) -> torch.dtype:
 
 def convert(
     model: nn.Module,
-    input_size: tuple[int, int] | int,
+    input_size: tuple[int, int] | int | None = None,
     *,
     relu: str = "exact",
     frequencies: int = MAX_FREQUENCIES,
@@ -196,8 +229,15 @@ def convert(
     strict: bool = False,
     self_check: bool = True,
     debug: bool = False,
+    any_size: bool | None = None,
 ) -> JpegModel:
     """Convert a spatial model to the JPEG domain for inputs of logical size ``input_size``.
+
+    ``any_size=True`` (the default when ``input_size`` is not given; it is then 224×224) keeps a copy
+    of the spatial model so that the converted one runs at any size the spatial model runs at: a
+    :class:`~jpegfx.jpeg.JpegBatch` of another size is run by the model converted for that size
+    (:meth:`JpegModel.at_size`, once per size). A model that needs one size (a flatten without global
+    pooling) is converted for the size it is given.
 
     ``relu``: "exact", "asm" or "apx" with ``frequencies`` (1..15) spatial frequencies; ``maxpool``:
     "exact" or "asm" (same k); ``lowering``: "auto" (cost model) or a conv lowering for every conv;
@@ -236,11 +276,14 @@ def convert(
     if normalize is not None:  # its form now; its length again once the pipeline knows the channels
         check_normalize(normalize, in_channels)
     try:
-        size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
+        requested = REFERENCE_SIZE if input_size is None else input_size
+        size = (requested, requested) if isinstance(requested, int) else tuple(int(s) for s in requested)
     except (TypeError, ValueError):
         raise UsageError(f"input_size must be an int or (h, w), got {input_size!r}") from None
     if len(size) != 2 or min(size) < 1:
         raise UsageError(f"input_size must be positive (h, w), got {input_size!r}")
+    any_size = input_size is None if any_size is None else bool(any_size)
+    source = copy.deepcopy(model) if any_size else None  # before anything can touch it
     start = time.perf_counter()
     options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model),
                              elide_transforms, strict, self_check)
@@ -253,6 +296,13 @@ def convert(
     spec = ModelSpec(size, context.in_channels, normalize, subsampling, relu, frequencies, upsampling)
     jpeg_model = JpegModel(network, spec, context.records, 0.0, options.dtype)
     jpeg_model.seconds = time.perf_counter() - start
+    if source is not None:  # plain attributes: not submodules, not in the state_dict
+        jpeg_model.__dict__["_source"] = source
+        jpeg_model.__dict__["_options"] = dict(
+            relu=relu, frequencies=frequencies, normalize=normalize, subsampling=subsampling, upsampling=upsampling,
+            lowering=lowering, maxpool=maxpool, map_budget=map_budget, in_channels=context.in_channels,
+            keep_jpeg_output=keep_jpeg_output, elide_transforms=elide_transforms, strict=strict,
+            self_check=self_check, any_size=False)
     log.info("converted %s in %.2f s: %d node(s) lowered", type(model).__name__, jpeg_model.seconds,
              len(context.records))
     jpeg_model.train(model.training)

@@ -46,7 +46,7 @@ from PIL import Image
 
 import jpegfx
 from jpegfx import datasets, models, preprocess, reader
-from jpegfx.bench import _export_spatial, _ort_session
+from jpegfx.bench import _export_spatial, _ort_options, _ort_session
 from jpegfx.export import export_onnx
 from jpegfx.preprocess import Policy
 
@@ -110,7 +110,7 @@ def fashion(args) -> dict:
     policy = Policy(resize=args.resize, crop=32, resample=args.resample)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(jpeg_model, Path(tmp) / "paper.onnx", preprocess=policy)
-        sess = jpegfx.Session(path, providers=["CPUExecutionProvider"], intra_op_threads=args.threads)
+        sess = jpegfx.Session(path, providers=["CPUExecutionProvider"], session_options=_ort_options(args.threads))
         spatial_path = Path(tmp) / "spatial.onnx"
         _export_spatial(spatial, torch.zeros(1, 1, 32, 32), spatial_path)
         spatial_sess = _ort_session(spatial_path, args.threads)
@@ -178,7 +178,7 @@ def photos(args) -> list[dict]:
         policy = Policy.imagenet(224, resample=args.resample)
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(jpeg_model, Path(tmp) / f"{name}.onnx", preprocess=policy)
-            sess = jpegfx.Session(path, providers=["CPUExecutionProvider"], intra_op_threads=args.threads)
+            sess = jpegfx.Session(path, providers=["CPUExecutionProvider"], session_options=_ort_options(args.threads))
             spatial_path = Path(tmp) / f"{name}_spatial.onnx"
             _export_spatial(spatial, torch.zeros(1, 3, 224, 224), spatial_path)
             spatial_sess = _ort_session(spatial_path, args.threads)

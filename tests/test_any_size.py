@@ -1,0 +1,141 @@
+"""Size-free converted models in torch: convert once, run at any size the spatial model runs at.
+
+``jpegfx.convert(model)`` without ``input_size`` (or with ``any_size=True``) keeps a copy of the
+spatial model; a batch of another size runs the model converted for that size, so every
+size-dependent constant comes from the actual size. Checked against the spatial model on the float
+decode of the same coefficients (``JpegModel.spatial_input``), on real photo crops at sizes that are
+not multiples of 8 or 16.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+import jpegfx
+from jpegfx import models
+from jpegfx.errors import JpegfxError, UsageError
+from jpegfx.jpeg import read_jpeg, stack
+from tests.conftest import RTOL, assert_close_rel
+
+
+def _photo(package: str, *parts: str) -> Image.Image:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"{package} ships no {parts[-1]}")
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _jpegs(image: Image.Image, size: tuple[int, int], count: int = 2, subsampling: int = 2):
+    """``count`` crops of ``image`` of ``size = (h, w)`` as one JpegBatch (read back from JPEG bytes)."""
+    h, w = size
+    batch = []
+    for i in range(count):
+        left, top = (image.width - w) * i // max(count - 1, 1), (image.height - h) * (count - 1 - i) // max(count - 1, 1)
+        buf = io.BytesIO()
+        image.crop((left, top, left + w, top + h)).save(buf, format="JPEG", quality=80 + 5 * i,
+                                                         subsampling=subsampling)
+        batch.append(read_jpeg(buf.getvalue()))
+    return stack(batch)
+
+
+def _check(spatial: nn.Module, jpeg_model, batch) -> None:
+    with torch.no_grad():
+        ours = jpeg_model(batch)
+        reference = spatial(jpeg_model.spatial_input(batch))
+    assert_close_rel(ours, reference, RTOL[torch.float32])
+    assert torch.equal(ours.argmax(1), reference.argmax(1))
+
+
+def test_convert_without_size_runs_at_any_size():
+    """ResNet-20 (global pooling) converted once: crops of 32×32, 37×45 (4:2:0) and 61×50 (4:4:4),
+    each exact; a size's model is converted once and reused."""
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    torch.manual_seed(0)
+    spatial = models.resnet20()
+    models.randomize_batchnorm(spatial, torch.Generator().manual_seed(0))
+    spatial.eval()
+    jpeg_model = jpegfx.convert(spatial, normalize="imagenet").eval()
+    assert jpeg_model.any_size and tuple(jpeg_model.spec.input_size) == (224, 224)
+    assert not any(k.startswith("_source") for k in jpeg_model.state_dict())
+    for size, subsampling in (((32, 32), 2), ((37, 45), 2), ((61, 50), 0)):
+        _check(spatial, jpeg_model, _jpegs(china, size, subsampling=subsampling))
+    assert jpeg_model.at_size((37, 45)) is jpeg_model.at_size((37, 45))
+    assert jpeg_model.at_size(224) is jpeg_model
+    assert jpeg_model.at_size((37, 45)).spec.input_size == (37, 45)
+
+
+def test_any_size_follows_dtype_and_mode():
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    torch.manual_seed(0)
+    spatial = models.resnet20().eval()
+    jpeg_model = jpegfx.convert(spatial, 32, any_size=True).eval().double()
+    batch = _jpegs(china, (40, 33))
+    with torch.no_grad():
+        ours = jpeg_model(batch)
+        reference = spatial.double()(jpeg_model.spatial_input(batch))
+    assert ours.dtype == torch.float64 and not jpeg_model.at_size((40, 33)).training
+    assert_close_rel(ours, reference, RTOL[torch.float64])
+
+
+def test_one_size_models_refuse_other_sizes():
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    jpeg_model = jpegfx.convert(models.resnet20().eval(), 32).eval()
+    assert not jpeg_model.any_size
+    with pytest.raises(UsageError, match=r"image size 40x33 does not match the model's input size 32x32 "
+                                         r"\(convert with any_size=True"):
+        jpeg_model(_jpegs(china, (40, 33)))
+
+
+class _Flat(nn.Module):
+    """A classifier that needs one input size: flatten without global pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+        self.fc = nn.Linear(4 * 16 * 16, 10)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
+def test_size_bound_models_need_their_size():
+    """A flatten without global pooling pins the size: converting it for 32×32 works, without a size it
+    fails with one line, and so does running it at another size."""
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    model = _Flat().eval()
+    _check(model, jpegfx.convert(model, 32).eval(), _jpegs(china, (32, 32)))
+    with pytest.raises(JpegfxError) as info:
+        jpegfx.convert(model)
+    assert "\n" not in str(info.value)
+    any_size = jpegfx.convert(model, 32, any_size=True).eval()
+    with pytest.raises(JpegfxError) as info:
+        any_size(_jpegs(china, (40, 40)))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_resnets_converted_once_run_at_the_acceptance_sizes(name):
+    """ResNet-18 and ResNet-50, converted once: real photos at 224×224, 257×193, 427×640 (china.jpg
+    itself, 4:4:4) and 600×512 (grace_hopper.jpg itself, 4:2:0), exact and with the same top-1."""
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    grace = _photo("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    torch.manual_seed(0)
+    spatial = models.create_model(name, num_classes=10)
+    models.randomize_batchnorm(spatial, torch.Generator().manual_seed(0))
+    spatial.eval()
+    jpeg_model = jpegfx.convert(spatial, normalize="imagenet").eval()
+    _check(spatial, jpeg_model, _jpegs(china, (224, 224)))
+    _check(spatial, jpeg_model, _jpegs(grace, (257, 193)))
+    _check(spatial, jpeg_model, _jpegs(china, (427, 640), count=1, subsampling=0))
+    _check(spatial, jpeg_model, _jpegs(grace, (600, 512), count=1))
