@@ -429,24 +429,13 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _read_for_check(files: list[Path], on_error: str) -> tuple[list[tuple[Path, object]], dict[Path, str]]:
-    """Read every file before converting: ``(readable files of the first readable file's size, {file:
-    error})``. A file's size comes from its header, so one of another size is not decoded. With
-    ``on_error="raise"`` the first unreadable file or other size is a one-line error."""
+    """Read every file before converting: ``(readable files, {file: error})``. With
+    ``on_error="raise"`` the first unreadable file is a one-line error."""
     good: list[tuple[Path, object]] = []
     skipped: dict[Path, str] = {}
     for path in files:
         try:
-            data = reader.read_bytes(path)
-            size = _labelled(path, reader.read_header, data).size
-            if good and size != good[0][1].size:
-                (h, w), (h0, w0) = size, good[0][1].size
-                problem = (f"image size {h}x{w} differs from {good[0][0]}'s {h0}x{w0} (check converts the model "
-                           "for one size)")
-                if on_error == "raise":
-                    raise UsageError(f"{path}: {problem}; check each size on its own, or pass --on-error skip")
-                skipped[path] = problem
-                continue
-            batch = jpeg_io.from_coefficients(_labelled(path, reader.read_coefficients, data))
+            batch = jpeg_io.from_coefficients(_labelled(path, reader.read_coefficients, reader.read_bytes(path)))
         except JpegfxError as e:
             if on_error == "raise":
                 raise
@@ -481,16 +470,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
         jpeg_model = _convert.convert(model, size, relu=args.relu, frequencies=args.frequencies, normalize=args.normalize,
-                             upsampling=args.upsampling)
+                             upsampling=args.upsampling, any_size=True)
         for i, (path, batch) in enumerate(good, start=1):
-            status.show(f"checking {i}/{len(good)}: {path}")
-            report = _verify.verify(model, jpeg_model, batch, tolerance=None if exact else APPROXIMATE)
-            results[path] = {"file": str(path), "max_abs_error": report.max_abs_error,
+            status.show(f"checking {i}/{len(good)}: {path} ({batch.size[0]}x{batch.size[1]})")
+            at_size = jpeg_model.at_size(batch.size)  # converted once per size
+            report = _verify.verify(model, at_size, batch, tolerance=None if exact else APPROXIMATE)
+            results[path] = {"file": str(path), "size": list(batch.size), "max_abs_error": report.max_abs_error,
                              "max_rel_error": report.max_rel_error, "top1_agree": report.top1_agreement == 1.0,
                              "ok": report.ok if exact else None, "first_divergence": None
                              if report.first_divergence is None else report.first_divergence.node, "error": None}
             tolerance = report.tolerance if exact else None
-    entries = [results.get(p) or {"file": str(p), "max_abs_error": None, "max_rel_error": None, "top1_agree": None,
+    entries = [results.get(p) or {"file": str(p), "size": None, "max_abs_error": None, "max_rel_error": None, "top1_agree": None,
                                   "ok": None, "first_divergence": None, "error": skipped[p]} for p in files]
     checked = [e for e in entries if e["error"] is None]
     failed = exact and not all(e["ok"] for e in checked)
@@ -686,11 +676,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("check", help="verify a converted model against its spatial model on JPEG files",
-                       description="Read the files, convert the model for their size and compare the JPEG-domain "
+                       description="Read the files, convert the model for each of their sizes and compare the JPEG-domain "
                                    "model on each file with the spatial model on the float decode of the same file. "
                                    "Exits 1 when exact-mode verification fails or a file was skipped; approximate "
                                    "modes (asm, apx) report the measured error and never fail on it.")
-    p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories (all of one size)")
+    p.add_argument("files", nargs="+", type=Path, help="JPEG files or directories (any sizes and layouts)")
     p.add_argument("--model", default="resnet18", help="a zoo name or module:factory")
     p.add_argument("--weights", type=Path, help="a state_dict file (loaded with weights_only=True)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="input channels of a zoo model")
