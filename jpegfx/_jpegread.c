@@ -41,7 +41,8 @@
 #define MAX_KEPT_WARNINGS 8
 #define MSG_LEN (JMSG_LENGTH_MAX + 96)
 
-static PyObject *ReadError; /* jpegfx._jpegread.ReadError */
+static PyObject *ReadError;      /* jpegfx._jpegread.ReadError */
+static PyObject *LayoutMismatch; /* jpegfx._jpegread.LayoutMismatch: a good file that does not fit the batch */
 
 typedef struct {
     struct jpeg_error_mgr pub; /* must be first: libjpeg sees a struct jpeg_error_mgr * */
@@ -199,25 +200,77 @@ static void return_reader(reader *r) {
     destroy_reader(r);
 }
 
+/* Where a read into a caller's batch goes: slot ``index`` of ``out_planes`` (one C-contiguous, writable
+ * int16 array (N, Hb_c, Wb_c, 8, 8) per component) and ``out_tables`` (int32 (N, 64) per component),
+ * whose shapes must be the file's. 1 when they fit; 0 for unusable arrays and -1 for a file of another
+ * layout, with the reason in ``why``. */
+static int check_out(j_decompress_ptr cinfo, PyObject *out_planes, PyObject *out_tables, Py_ssize_t index,
+                     char **dest, int32_t **table_dest, char *why) {
+    int nc = cinfo->num_components;
+    if (!PyTuple_Check(out_planes) || !PyTuple_Check(out_tables) ||
+        PyTuple_GET_SIZE(out_planes) != PyTuple_GET_SIZE(out_tables)) {
+        snprintf(why, MSG_LEN, "out_planes and out_tables must be tuples of as many arrays");
+        return 0;
+    }
+    if (PyTuple_GET_SIZE(out_planes) != nc) {
+        snprintf(why, MSG_LEN, "the JPEG has %d component(s), the batch %ld: another layout", nc,
+                 (long)PyTuple_GET_SIZE(out_planes));
+        return -1;
+    }
+    for (int c = 0; c < nc; c++) {
+        jpeg_component_info *comp = &cinfo->comp_info[c];
+        PyObject *p = PyTuple_GET_ITEM(out_planes, c), *t = PyTuple_GET_ITEM(out_tables, c);
+        if (!PyArray_Check(p) || !PyArray_Check(t)) {
+            snprintf(why, MSG_LEN, "out_planes and out_tables must hold numpy arrays");
+            return 0;
+        }
+        PyArrayObject *a = (PyArrayObject *)p, *b = (PyArrayObject *)t;
+        npy_intp *d = PyArray_DIMS(a), *e = PyArray_DIMS(b);
+        if (PyArray_TYPE(a) != NPY_INT16 || PyArray_NDIM(a) != 5 || !PyArray_IS_C_CONTIGUOUS(a) ||
+            !PyArray_ISWRITEABLE(a) || PyArray_TYPE(b) != NPY_INT32 || PyArray_NDIM(b) != 2 ||
+            !PyArray_IS_C_CONTIGUOUS(b) || !PyArray_ISWRITEABLE(b) || e[1] != DCTSIZE2 || e[0] != d[0] ||
+            d[3] != DCTSIZE || d[4] != DCTSIZE || index < 0 || index >= d[0]) {
+            snprintf(why, MSG_LEN, "out arrays of component %d are not writable C-contiguous int16 (N, Hb, Wb, 8, 8) "
+                     "and int32 (N, 64) with 0 <= index < N", c);
+            return 0;
+        }
+        if (d[1] != (npy_intp)comp->height_in_blocks || d[2] != (npy_intp)comp->width_in_blocks) {
+            snprintf(why, MSG_LEN, "component %d has %ux%u blocks, the batch %ldx%ld: another layout", c,
+                     (unsigned)comp->height_in_blocks, (unsigned)comp->width_in_blocks, (long)d[1], (long)d[2]);
+            return -1;
+        }
+        dest[c] = PyArray_BYTES(a) + (size_t)index * (size_t)d[1] * (size_t)d[2] * sizeof(JBLOCK);
+        table_dest[c] = (int32_t *)PyArray_DATA(b) + (size_t)index * DCTSIZE2;
+    }
+    return 1;
+}
+
 PyDoc_STRVAR(read_doc,
-"read(data, header_only=False, tolerant=False, max_scans=1000, max_pixels=10**8, max_bytes=2**30)\n"
+"read(data, header_only=False, tolerant=False, max_scans=1000, max_pixels=10**8, max_bytes=2**30,\n"
+"     out_planes=None, out_tables=None, index=0)\n"
 "--\n\n"
 "Read a JPEG held in a bytes-like object. Returns (height, width, color_space, progressive,\n"
 "arithmetic, scans, components, warnings); each component is (id, (v, h), (size_h, size_w),\n"
 "(blocks_h, blocks_w), qtable, coefficients): numpy arrays, qtable int32 (64,) in natural order and\n"
 "coefficients int16 (blocks_h, blocks_w, 8, 8) indexed [.., u, v]; both None with header_only (scans is\n"
-"then 0).\n"
+"then 0). With out_planes and out_tables (tuples, one array per component: int16 (N, Hb, Wb, 8, 8) and\n"
+"int32 (N, 64)), the coefficients and tables go into their slot index instead (both returned as None);\n"
+"a file whose block grids differ raises LayoutMismatch (the slot is then untouched).\n"
 "Raises ReadError with a one-line message.");
 
 static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"data", "header_only", "tolerant", "max_scans", "max_pixels", "max_bytes", NULL};
+    static char *keywords[] = {"data", "header_only", "tolerant", "max_scans", "max_pixels", "max_bytes",
+                               "out_planes", "out_tables", "index", NULL};
     Py_buffer view;
     int header_only = 0, tolerant = 0, max_scans = 1000;
     unsigned long long max_pixels = 100000000ULL, max_bytes = 1ULL << 30; /* jpegfx.reader passes its own */
+    PyObject *out_planes = Py_None, *out_tables = Py_None;
+    Py_ssize_t index = 0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|ppiKK:read", keywords, &view, &header_only, &tolerant,
-                                     &max_scans, &max_pixels, &max_bytes))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|ppiKKOOn:read", keywords, &view, &header_only, &tolerant,
+                                     &max_scans, &max_pixels, &max_bytes, &out_planes, &out_tables, &index))
         return NULL;
+    int into = out_planes != Py_None;
 
     PyObject *result = NULL, *planes[MAX_COMPONENTS] = {NULL}, *qtables[MAX_COMPONENTS] = {NULL};
     char why[MSG_LEN] = "";
@@ -278,8 +331,17 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
         goto refuse;
     }
     int progressive = cinfo->progressive_mode, arithmetic = cinfo->arith_code;
-    if (!header_only) {
-        char *dest[MAX_COMPONENTS];
+    char *dest[MAX_COMPONENTS];
+    int32_t *table_dest[MAX_COMPONENTS];
+    if (!header_only && into) {
+        int fits = check_out(cinfo, out_planes, out_tables, index, dest, table_dest, why);
+        if (fits < 1) {
+            Py_DECREF(space);
+            if (fits < 0)
+                goto mismatch;
+            goto refuse;
+        }
+    } else if (!header_only) {
         for (int c = 0; c < nc; c++) {
             jpeg_component_info *comp = &cinfo->comp_info[c];
             npy_intp dims[4] = {(npy_intp)comp->height_in_blocks, (npy_intp)comp->width_in_blocks, DCTSIZE, DCTSIZE};
@@ -290,6 +352,8 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
             }
             dest[c] = PyArray_BYTES((PyArrayObject *)planes[c]);
         }
+    }
+    if (!header_only) {
         /* Phase 2, without the GIL: every scan, then a copy of each component's logical block grid. */
         Py_BEGIN_ALLOW_THREADS
         if (setjmp(r->err.escape)) {
@@ -332,6 +396,11 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
                 Py_DECREF(space);
                 goto refuse;
             }
+            if (into) {
+                for (int k = 0; k < DCTSIZE2; k++)
+                    table_dest[c][k] = q->quantval[k];
+                continue;
+            }
             npy_intp dims[1] = {DCTSIZE2};
             qtables[c] = PyArray_SimpleNew(1, dims, NPY_INT32);
             if (qtables[c] == NULL) {
@@ -352,8 +421,8 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
         unsigned size_w = (unsigned)(((unsigned long long)cinfo->image_width * comp->h_samp_factor + hmax - 1) / hmax);
         PyObject *item = Py_BuildValue("(i(ii)(II)(II)OO)", comp->component_id, comp->v_samp_factor,
                                        comp->h_samp_factor, size_h, size_w, (unsigned)comp->height_in_blocks,
-                                       (unsigned)comp->width_in_blocks, header_only ? Py_None : qtables[c],
-                                       header_only ? Py_None : planes[c]);
+                                       (unsigned)comp->width_in_blocks, qtables[c] == NULL ? Py_None : qtables[c],
+                                       planes[c] == NULL ? Py_None : planes[c]);
         if (item == NULL) {
             Py_DECREF(comps);
             Py_DECREF(warnings);
@@ -391,6 +460,9 @@ fail: /* libjpeg refused the data: the message is in r->err.message */
 refuse: /* a check of ours refused the header */
     PyErr_SetString(ReadError, why);
     goto done;
+mismatch: /* a readable file of another layout than the caller's batch */
+    PyErr_SetString(LayoutMismatch, why);
+    goto done;
 error: /* a Python error is already set */
 done:
     for (int c = 0; c < MAX_COMPONENTS; c++) {
@@ -420,6 +492,11 @@ PyMODINIT_FUNC PyInit__jpegread(void) {
         return NULL;
     ReadError = PyErr_NewException("jpegfx._jpegread.ReadError", NULL, NULL);
     if (ReadError == NULL || PyModule_AddObjectRef(m, "ReadError", ReadError) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    LayoutMismatch = PyErr_NewException("jpegfx._jpegread.LayoutMismatch", NULL, NULL);
+    if (LayoutMismatch == NULL || PyModule_AddObjectRef(m, "LayoutMismatch", LayoutMismatch) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from typing import BinaryIO, NamedTuple, Union
+from typing import BinaryIO, Callable, NamedTuple, Union
 
 import numpy as np
 
@@ -50,6 +50,8 @@ __all__ = [
     "read_bytes",
     "read_header",
     "read_coefficients",
+    "Batch",
+    "read_batches",
     "subsampling_name",
     "SUBSAMPLINGS",
     "backend",
@@ -150,6 +152,21 @@ class Coefficients(NamedTuple):
     qtables: tuple[np.ndarray, ...]
     scans: int
     warnings: tuple[str, ...] = ()
+
+
+class Batch(NamedTuple):
+    """Files of one layout read straight into stacked arrays: ``planes[c]`` ``int16 (N, Hb_c, Wb_c, 8,
+    8)``, ``qtables[c]`` ``int32 (N, 64)``, ``header`` (the first file's; every file of the batch has
+    its layout), and ``indices``, the positions of the N files among the sources, in order."""
+
+    header: Header
+    planes: tuple[np.ndarray, ...]
+    qtables: tuple[np.ndarray, ...]
+    indices: tuple[int, ...]
+
+    def coefficients(self, k: int) -> Coefficients:
+        """The ``k``-th file as :class:`Coefficients` (views, no copy)."""
+        return Coefficients(self.header, tuple(p[k] for p in self.planes), tuple(q[k] for q in self.qtables), 0)
 
 
 def backend() -> str:
@@ -293,3 +310,99 @@ def read_coefficients(
     for w in warnings:
         log.warning("%slibjpeg: %s", f"{label}: " if label else "", w)
     return Coefficients(header, planes, qtables, int(raw[5]), warnings)
+
+
+def read_batches(
+    sources: "list[Source]",
+    *,
+    max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_BYTES,
+    max_scans: int = MAX_SCANS,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    tolerant: bool = False,
+    accept: "Callable[[Header], str | None] | None" = None,
+) -> tuple[list[Batch], dict[int, JpegError]]:
+    """Read many JPEGs into stacked arrays, one :class:`Batch` per layout (size, colour space and
+    sampling factors), in order of first appearance; and ``{position: error}`` for each source that
+    cannot be read. Limits and ``tolerant`` as in :func:`read_coefficients`, per file. ``accept``:
+    called with each new layout's header; a string it returns refuses the files of that layout (their
+    scans are not decoded) with that reason.
+
+    The serving path for many files: the first file's layout is allocated for all of them and each
+    file is decoded straight into its slot (no per-file arrays, no stacking copy); a file of another
+    layout is found from its header, before its scans are decoded, and read into its own group.
+    """
+    binding = _binding()
+    options = (bool(tolerant), _positive("max_scans", max_scans, MAX_SCANS),
+               _positive("max_pixels", max_pixels, MAX_PIXELS), _positive("max_bytes", max_bytes, MAX_BYTES))
+    file_limit = _positive("max_file_bytes", max_file_bytes, MAX_FILE_BYTES)
+    errors: dict[int, JpegError] = {}
+    groups: dict[tuple, list] = {}  # layout -> [header, planes, qtables, used indices]
+    refused: dict[tuple, str] = {}  # layout -> why ``accept`` refused it
+    current = None
+
+    def group_for(data, label: str, capacity: int) -> list:
+        header = _header(_call(data, label, True, options[0], *options[1:]))
+        layout = header.layout
+        if layout not in groups and layout not in refused:
+            problem = accept(header) if accept is not None else None
+            if problem is not None:
+                refused[layout] = problem
+            else:
+                _group(groups, header, capacity)
+        if layout in refused:
+            raise JpegError(f"{label}: {refused[layout]}" if label else refused[layout])
+        return groups[layout]
+
+    for i, source in enumerate(sources):
+        try:
+            data, label = _source_bytes(source, file_limit)
+            if current is None:  # the first acceptable header sets the layout every slot is allocated for
+                current = group_for(data, label, len(sources) - i)
+            raw = _into(binding, data, label, options, current)
+        except JpegError as exc:
+            errors[i] = exc
+            continue
+        except binding.LayoutMismatch:
+            try:
+                current = group_for(data, label, len(sources) - i)
+                raw = _into(binding, data, label, options, current)
+            except JpegError as exc:
+                errors[i] = exc
+                continue
+        current[3].append(i)
+        for w in raw[7]:
+            log.warning("%slibjpeg: %s", f"{label}: " if label else "", w)
+    batches = []
+    for header, planes, qtables, used in groups.values():
+        if not used:
+            continue
+        n = len(used)
+        planes = tuple(p[:n] if n == len(p) or 2 * n > len(p) else p[:n].copy() for p in planes)
+        qtables = tuple(q[:n] if n == len(q) or 2 * n > len(q) else q[:n].copy() for q in qtables)
+        batches.append(Batch(header, planes, qtables, tuple(used)))
+    return batches, errors
+
+
+def _group(groups: dict, header: Header, capacity: int) -> list:
+    """A new layout group with ``capacity`` slots."""
+    group = [header, tuple(np.empty((capacity, *c.blocks, BLOCK, BLOCK), dtype=np.int16) for c in header.components),
+             tuple(np.empty((capacity, BLOCK * BLOCK), dtype=np.int32) for _ in header.components), []]
+    groups[header.layout] = group
+    return group
+
+
+def _into(binding, data, label: str, options: tuple, group: list) -> tuple:
+    """Decode into the group's next slot; a file whose header differs only in size from the group's
+    (same block grids) is moved to a group of its own layout by the caller's LayoutMismatch path."""
+    header, planes, qtables, used = group
+    try:
+        if len(data) == 0:
+            raise JpegError("empty input: not a JPEG file")
+        raw = binding.read(data, False, *options, planes, qtables, len(used))
+    except binding.ReadError as exc:
+        raise JpegError(f"{label}: {exc}" if label else str(exc)) from None
+    if (raw[0], raw[1]) != header.size or raw[2] != header.color_space or any(
+            c[1] != h.sampling for c, h in zip(raw[6], header.components)):  # same block grids, another layout
+        raise binding.LayoutMismatch("another layout")
+    return raw

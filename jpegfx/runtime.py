@@ -384,19 +384,19 @@ class Session:
         for start in range(0, len(items), batch_size):
             chunk = labels[start:start + batch_size]
             slots: list[Prediction | None] = [None] * len(chunk)
-            groups: dict[tuple, list[tuple[int, reader.Coefficients]]] = {}
-            for slot, p in enumerate(chunk):
-                try:
-                    batch = self.check(items[start + slot], name=p, tolerant=tolerant)
-                except (JpegfxError, OSError) as exc:
-                    if on_error == "raise":
-                        raise
-                    slots[slot] = self._failed(p, exc)
-                    continue
-                key = None if self.spec.preprocess is not None else batch.header.layout  # policy: one shape
-                groups.setdefault(key, []).append((slot, batch))
-            for members in groups.values():
-                self._predict_group(chunk, members, slots, top_k, on_error)
+            # Each file's header is checked against the model before its scans are decoded; the files
+            # that fit are decoded straight into one stacked batch per layout.
+            batches, errors = reader.read_batches(items[start:start + batch_size], tolerant=tolerant,
+                                                  accept=lambda header: self._mismatch(*header.layout))
+            for slot in sorted(errors):
+                message = _one_line(errors[slot])
+                if not message.startswith(chunk[slot]):
+                    message = f"{chunk[slot]}: {message}"
+                if on_error == "raise":
+                    raise JpegError(message)
+                slots[slot] = self._failed(chunk[slot], JpegError(message))
+            for batch in batches:
+                self._predict_group(chunk, list(batch.indices), batch, slots, top_k, on_error)
             results.extend(slots)  # type: ignore[arg-type]
         return results
 
@@ -406,27 +406,52 @@ class Session:
         log.info("skipping %s", message)
         return Prediction(path, (), (), None, message)
 
-    def _predict_group(self, chunk: list[str], members: list[tuple[int, reader.Coefficients]],
-                       slots: list[Prediction | None], top_k: int, on_error: str) -> None:
-        """Run files of one layout together; if that fails, each alone, so a failure is one file's."""
+    def _predict_group(self, chunk: list[str], slots_of: list[int], batch: reader.Batch,
+                       slots: list[Prediction | None], top_k: int, on_error: str, rows: list[int] | None = None) -> None:
+        """Run files of one layout together (``rows`` of ``batch``, default all); if that fails, each
+        alone, so a failure is one file's."""
+        rows = list(range(len(slots_of))) if rows is None else rows
         try:
-            logits = self.run([b for _, b in members])
+            logits = self._run_rows(batch, rows)
         except JpegfxError as exc:
             if on_error == "raise":
                 raise
-            if len(members) > 1:
-                for member in members:
-                    self._predict_group(chunk, [member], slots, top_k, on_error)
+            if len(rows) > 1:
+                for row in rows:
+                    self._predict_group(chunk, slots_of, batch, slots, top_k, on_error, [row])
                 return
-            slots[members[0][0]] = self._failed(chunk[members[0][0]], exc)
+            slot = slots_of[rows[0]]
+            slots[slot] = self._failed(chunk[slot], exc)
             return
         probs = self._probabilities(logits)
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        for row, (slot, _) in enumerate(members):
-            idx = tuple(int(i) for i in order[row])
-            labels = None if self.class_names is None else tuple(self.class_names[i] for i in idx)
-            slots[slot] = Prediction(chunk[slot], idx, tuple(float(probs[row, i]) for i in idx), labels)
+        for i, row in enumerate(rows):
+            slot = slots_of[row]
+            idx = tuple(int(j) for j in order[i])
+            labels = None if self.class_names is None else tuple(self.class_names[j] for j in idx)
+            slots[slot] = Prediction(chunk[slot], idx, tuple(float(probs[i, j]) for j in idx), labels)
+
+    def _run_rows(self, batch: reader.Batch, rows: list[int]) -> np.ndarray:
+        """The model on ``rows`` of a read batch (already checked against the spec)."""
+        spec = self.spec
+        if spec.preprocess is not None:
+            x = preprocess.model_inputs([batch.coefficients(r) for r in rows], spec.preprocess, spec.input_size,
+                                        spec.channels, spec.normalize, spec.upsampling,
+                                        _NUMPY_FLOAT.get(spec.dtype, np.float32))
+            feed = {DCT_INPUT: x}
+        else:
+            whole = len(rows) == len(batch.indices)
+            planes = [p if whole else p[rows] for p in batch.planes]
+            tables = [q if whole else q[rows] for q in batch.qtables]
+            names = input_names(batch.header.color_space)
+            k = len(planes)
+            arrays = {names[i]: planes[i] for i in range(k)} | {names[k + i]: tables[i] for i in range(k)}
+            feed = {n: np.ascontiguousarray(arrays[n]) for n in self._inputs}
+        try:
+            return self._session.run([self._output], feed)[0]
+        except _ort_errors() as exc:
+            raise UsageError(f"{self.path}: onnxruntime cannot run the model: {_one_line(exc)}") from None
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         if logits.ndim != 2:

@@ -21,3 +21,30 @@ def assert_close_rel(actual: torch.Tensor, expected: torch.Tensor, rtol: float |
     scale = expected.abs().max().clamp_min(1e-30)
     err = (actual - expected).abs().max()
     assert err <= tol * scale, f"max abs error {err:.3e} > {tol:.0e} x {scale:.3e}"
+
+
+class CountingReader:
+    """Stands in for the compiled reader (``jpegfx.reader._BINDING``) and counts the reads that decoded
+    scans and returned (``header_only`` false; a file refused from its header, or found to be of
+    another layout than the batch it was read into, raises first), to prove what was never decoded."""
+
+    def __init__(self, real) -> None:
+        self.real, self.decoded = real, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+    def read(self, data, header_only=False, *args, **kwargs):
+        result = self.real.read(data, header_only, *args, **kwargs)
+        if not header_only:
+            self.decoded += 1
+        return result
+
+
+@pytest.fixture
+def counting_reader(monkeypatch) -> CountingReader:
+    from jpegfx import reader
+
+    counter = CountingReader(reader._binding())
+    monkeypatch.setattr(reader, "_BINDING", counter)
+    return counter

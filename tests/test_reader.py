@@ -439,3 +439,58 @@ def test_fuzz_against_djpeg():
     outcomes = report["outcomes"]
     assert {k: outcomes[k] for k in fuzz_reader.BAD} == {k: 0 for k in fuzz_reader.BAD}, report
     assert outcomes["read"] > 30 and outcomes["refused"] > 100, report
+
+
+# --------------------------------------------------------------------------------------------
+# read_batches: many files straight into stacked arrays
+# --------------------------------------------------------------------------------------------
+def test_read_batches_groups_by_layout_and_keeps_every_file(tmp_path):
+    """Files of three layouts (one of them of the same block grid but another size), corrupt and
+    truncated files, paths and bytes: each good file lands in its layout's batch, in order, equal to
+    read_coefficients; each bad one has its own error."""
+    a = [pillow_jpeg(smooth_image(32, 48, seed=i), subsampling=2) for i in range(3)]
+    other = pillow_jpeg(smooth_image(40, 40, seed=7), subsampling=0)
+    same_grid = pillow_jpeg(smooth_image(30, 45, seed=8), subsampling=2)  # 32x48's block grids, another size
+    gray = pillow_jpeg(smooth_image(32, 48, seed=9)[..., 0])
+    path = tmp_path / "a2.jpg"
+    path.write_bytes(a[2])
+    sources = [a[0], corrupt_scan(a[1]), other, a[1], same_grid, gray, a[0][:300], str(path)]
+    batches, errors = reader.read_batches(sources)
+    assert sorted(errors) == [1, 6]
+    assert "corrupt" in str(errors[1]) and "truncated" in str(errors[6])
+    assert [b.indices for b in batches] == [(0, 3, 7), (2,), (4,), (5,)]
+    for batch in batches:
+        assert all(p.shape[0] == len(batch.indices) for p in batch.planes + batch.qtables)
+        for k, i in enumerate(batch.indices):
+            want = reader.read_coefficients(sources[i])
+            assert batch.header == want.header
+            got = batch.coefficients(k)
+            assert all(np.array_equal(x, y) for x, y in zip(got.planes, want.planes))
+            assert all(np.array_equal(x, y) for x, y in zip(got.qtables, want.qtables))
+
+
+def test_read_batches_refuses_layouts_from_the_header(counting_reader):
+    """``accept`` sees each new layout's header once; files of a refused layout are never decoded."""
+    small = [pillow_jpeg(smooth_image(32, 32, seed=i)) for i in range(2)]
+    big = [pillow_jpeg(smooth_image(64, 64, seed=i)) for i in range(3)]
+    seen = []
+
+    def accept(header):
+        seen.append(header.size)
+        return None if header.size == (64, 64) else "not 64x64"
+
+    batches, errors = reader.read_batches([small[0], big[0], small[1], big[1], big[2]], accept=accept)
+    assert seen == [(32, 32), (64, 64)]
+    assert [b.indices for b in batches] == [(1, 3, 4)] and sorted(errors) == [0, 2]
+    assert all(str(e) == "not 64x64" for e in errors.values())
+    assert counting_reader.decoded == 3
+
+
+def test_read_batches_tolerant_and_limits():
+    good = pillow_jpeg(smooth_image(32, 32))
+    bad = corrupt_scan(good)
+    batches, errors = reader.read_batches([bad, good], tolerant=True)
+    assert not errors and [b.indices for b in batches] == [(0, 1)]
+    batches, errors = reader.read_batches([good, bad], max_pixels=100)
+    assert not batches and sorted(errors) == [0, 1] and "max_pixels" in str(errors[0])
+    assert reader.read_batches([]) == ([], {})

@@ -394,16 +394,11 @@ def test_serving_needs_neither_torch_nor_the_converter(session, model, files):
     assert [row["top"] for row in got["cli"]] == [list(p.indices) for p in want]
 
 
-def test_wrong_size_or_layout_is_refused_before_decoding(session, files, monkeypatch):
-    from jpegfx import reader
-
+def test_wrong_size_or_layout_is_refused_before_decoding(session, files, counting_reader):
     good, bad = files
-    decoded: list[object] = []
-    real = reader.read_coefficients
-    monkeypatch.setattr(reader, "read_coefficients", lambda data, **kw: decoded.append(data) or real(data, **kw))
     preds = session.predict([bad["size"], bad["444"], bad["gray"], good[0]], on_error="skip")
     assert [p.ok for p in preds] == [False, False, False, True]
-    assert len(decoded) == 1  # only the good file's scans were decoded
+    assert counting_reader.decoded == 1  # only the good file's scans were decoded
 
 
 def test_run_takes_coefficients(session, files):

@@ -7,7 +7,9 @@ Workloads, all 4:2:0 baseline files held in memory: scikit-learn's china.jpg res
 photo as the file ships (q85).
 
 Readers (all libjpeg-turbo underneath):
-  reader(bytes)      jpegfx.reader.read_coefficients: numpy coefficients + tables (the serving path)
+  reader(bytes)      jpegfx.reader.read_coefficients: numpy coefficients + tables, one file
+  read_batches(bytes) jpegfx.reader.read_batches on 16 copies, per file: straight into stacked arrays
+                     (the serving path of jpegfx.runtime.Session)
   read_jpeg(bytes)   jpegfx.jpeg.read_jpeg: the same wrapped into a torch JpegBatch
   read_jpeg(path)    the same from a file on disk (open, fstat, read)
   jpeglib.read_dct   jpeglib's public API from a path (only if jpeglib is installed)
@@ -70,9 +72,15 @@ def workloads(sizes: list[int], quality: int) -> list[tuple[str, bytes]]:
     return out
 
 
+BATCH = 16
+"""Files per call of read_batches (its time is reported per file)."""
+
+
 def _readers(data: bytes, path: str) -> dict:
+    batch = [data] * BATCH
     readers = {
         "reader(bytes)": lambda: reader.read_coefficients(data),
+        "read_batches(bytes)": lambda: reader.read_batches(batch),
         "read_jpeg(bytes)": lambda: read_jpeg(data),
         "read_jpeg(path)": lambda: read_jpeg(path),
     }
@@ -108,7 +116,8 @@ def run(sizes: list[int], quality: int, repeat: int, number: int, warmup: int) -
             times: dict[str, list[float]] = {k: [] for k in readers}
             for _ in range(repeat):
                 for key, fn in readers.items():
-                    times[key].append(timeit.timeit(fn, number=calls) / calls)
+                    per_call = BATCH if key == "read_batches(bytes)" else 1
+                    times[key].append(timeit.timeit(fn, number=calls) / calls / per_call)
         base = times[BASELINE]
         rows = {}
         for key, ts in times.items():
