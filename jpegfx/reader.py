@@ -165,7 +165,8 @@ class Batch(NamedTuple):
     indices: tuple[int, ...]
 
     def coefficients(self, k: int) -> Coefficients:
-        """The ``k``-th file as :class:`Coefficients` (views, no copy)."""
+        """The ``k``-th file as :class:`Coefficients` (views, no copy). Its header is the batch's: the
+        layout is every file's, details such as component ids and ``progressive`` the first file's."""
         return Coefficients(self.header, tuple(p[k] for p in self.planes), tuple(q[k] for q in self.qtables), 0)
 
 
