@@ -138,11 +138,12 @@ static void on_progress(j_common_ptr cinfo) {
     }
 }
 
-static PyObject *color_space_name(int nc, J_COLOR_SPACE cs, char *why) {
+/* "gray" or "ycbcr"; NULL with the reason in ``why`` for anything else. */
+static const char *color_space_name(int nc, J_COLOR_SPACE cs, char *why) {
     if (nc == 1 && cs == JCS_GRAYSCALE)
-        return PyUnicode_FromString("gray");
+        return "gray";
     if (nc == 3 && cs == JCS_YCbCr)
-        return PyUnicode_FromString("ycbcr");
+        return "ycbcr";
     if (nc == 3 && cs == JCS_RGB)
         snprintf(why, MSG_LEN, "RGB colour-space JPEG (Adobe transform 0, or component ids 'R','G','B') "
                                "is not supported; only YCbCr");
@@ -154,6 +155,71 @@ static PyObject *color_space_name(int nc, J_COLOR_SPACE cs, char *why) {
 }
 
 static unsigned long long round_up(unsigned long long a, unsigned long long b) { return (a + b - 1) / b * b; }
+
+/* Our checks of a parsed header, before any entropy decoding (no Python objects, no GIL needed): the
+ * colour space name, or NULL with the reason in ``why``. */
+static const char *check_header(j_decompress_ptr cinfo, unsigned long long max_pixels, unsigned long long max_bytes,
+                                int header_only, char *why) {
+    int nc = cinfo->num_components;
+    unsigned long long pixels = (unsigned long long)cinfo->image_width * cinfo->image_height;
+    if (pixels > max_pixels) {
+        snprintf(why, MSG_LEN, "JPEG too large: %ux%u = %llu pixels exceeds max_pixels=%llu",
+                 cinfo->image_width, cinfo->image_height, pixels, max_pixels);
+        return NULL;
+    }
+    const char *space = color_space_name(nc, cinfo->jpeg_color_space, why);
+    if (space == NULL)
+        return NULL;
+    int vmax = cinfo->max_v_samp_factor, hmax = cinfo->max_h_samp_factor;
+    unsigned long long need = 0;
+    for (int c = 0; c < nc; c++) {
+        jpeg_component_info *comp = &cinfo->comp_info[c];
+        if (vmax % comp->v_samp_factor || hmax % comp->h_samp_factor) {
+            snprintf(why, MSG_LEN, "fractional sampling ratio (component %d: %dx%d of %dx%d) is not supported",
+                     comp->component_id, comp->h_samp_factor, comp->v_samp_factor, hmax, vmax);
+            return NULL;
+        }
+        unsigned long long blocks = (unsigned long long)comp->height_in_blocks * comp->width_in_blocks;
+        /* libjpeg's whole-image array (padded to whole MCUs) plus the returned copy. */
+        need += round_up(comp->height_in_blocks, comp->v_samp_factor) *
+                round_up(comp->width_in_blocks, comp->h_samp_factor) * sizeof(JBLOCK);
+        need += blocks * sizeof(JBLOCK);
+    }
+    if (!header_only && need > max_bytes) {
+        snprintf(why, MSG_LEN, "JPEG needs %llu MB of coefficient memory (%ux%u pixels), above max_bytes=%llu MB",
+                 need >> 20, cinfo->image_width, cinfo->image_height, max_bytes >> 20);
+        return NULL;
+    }
+    return space;
+}
+
+/* Phase 2 (no GIL): every scan, then each component's logical block grid copied to dest[c] and, with
+ * table_dest, the table each component was decoded with. libjpeg's failures longjmp to the caller's
+ * setjmp; 0 with ``why`` set when a component has no data. */
+static int read_scans(reader *r, char **dest, int32_t **table_dest, char *why) {
+    j_decompress_ptr cinfo = &r->cinfo;
+    jvirt_barray_ptr *arrays = jpeg_read_coefficients(cinfo);
+    for (int c = 0; c < cinfo->num_components; c++) {
+        jpeg_component_info *comp = &cinfo->comp_info[c];
+        size_t row_bytes = (size_t)comp->width_in_blocks * sizeof(JBLOCK);
+        for (JDIMENSION y = 0; y < comp->height_in_blocks; y++) {
+            JBLOCKARRAY row = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, arrays[c], y, 1, FALSE);
+            memcpy(dest[c] + (size_t)y * row_bytes, row[0], row_bytes);
+        }
+    }
+    if (table_dest == NULL)
+        return 1;
+    for (int c = 0; c < cinfo->num_components; c++) {
+        JQUANT_TBL *q = cinfo->comp_info[c].quant_table; /* latched when the component's first scan started */
+        if (q == NULL) {
+            snprintf(why, MSG_LEN, "corrupt JPEG: no scan holds data of component %d", cinfo->comp_info[c].component_id);
+            return 0;
+        }
+        for (int k = 0; k < DCTSIZE2; k++)
+            table_dest[c][k] = q->quantval[k];
+    }
+    return 1;
+}
 
 /* The calling thread's idle decompressor, if any. */
 static pthread_key_t idle_key;
@@ -299,37 +365,13 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
         goto fail;
 
     nc = cinfo->num_components;
-    unsigned long long pixels = (unsigned long long)cinfo->image_width * cinfo->image_height;
-    if (pixels > max_pixels) {
-        snprintf(why, MSG_LEN, "JPEG too large: %ux%u = %llu pixels exceeds max_pixels=%llu",
-                 cinfo->image_width, cinfo->image_height, pixels, max_pixels);
-        goto refuse;
-    }
-    PyObject *space = color_space_name(nc, cinfo->jpeg_color_space, why);
-    if (space == NULL)
-        goto refuse;
     int vmax = cinfo->max_v_samp_factor, hmax = cinfo->max_h_samp_factor;
-    unsigned long long need = 0;
-    for (int c = 0; c < nc; c++) {
-        jpeg_component_info *comp = &cinfo->comp_info[c];
-        if (vmax % comp->v_samp_factor || hmax % comp->h_samp_factor) {
-            snprintf(why, MSG_LEN, "fractional sampling ratio (component %d: %dx%d of %dx%d) is not supported",
-                     comp->component_id, comp->h_samp_factor, comp->v_samp_factor, hmax, vmax);
-            Py_DECREF(space);
-            goto refuse;
-        }
-        unsigned long long blocks = (unsigned long long)comp->height_in_blocks * comp->width_in_blocks;
-        /* libjpeg's whole-image array (padded to whole MCUs) plus the returned copy. */
-        need += round_up(comp->height_in_blocks, comp->v_samp_factor) *
-                round_up(comp->width_in_blocks, comp->h_samp_factor) * sizeof(JBLOCK);
-        need += blocks * sizeof(JBLOCK);
-    }
-    if (!header_only && need > max_bytes) {
-        snprintf(why, MSG_LEN, "JPEG needs %llu MB of coefficient memory (%ux%u pixels), above max_bytes=%llu MB",
-                 need >> 20, cinfo->image_width, cinfo->image_height, max_bytes >> 20);
-        Py_DECREF(space);
+    const char *space_name = check_header(cinfo, max_pixels, max_bytes, header_only, why);
+    if (space_name == NULL)
         goto refuse;
-    }
+    PyObject *space = PyUnicode_FromString(space_name);
+    if (space == NULL)
+        goto error;
     int progressive = cinfo->progressive_mode, arithmetic = cinfo->arith_code;
     char *dest[MAX_COMPONENTS];
     int32_t *table_dest[MAX_COMPONENTS];
@@ -359,15 +401,7 @@ static PyObject *jpegread_read(PyObject *self, PyObject *args, PyObject *kwargs)
         if (setjmp(r->err.escape)) {
             failed = 1;
         } else {
-            jvirt_barray_ptr *arrays = jpeg_read_coefficients(cinfo);
-            for (int c = 0; c < nc; c++) {
-                jpeg_component_info *comp = &cinfo->comp_info[c];
-                size_t row_bytes = (size_t)comp->width_in_blocks * sizeof(JBLOCK);
-                for (JDIMENSION y = 0; y < comp->height_in_blocks; y++) {
-                    JBLOCKARRAY row = (*cinfo->mem->access_virt_barray)((j_common_ptr)cinfo, arrays[c], y, 1, FALSE);
-                    memcpy(dest[c] + (size_t)y * row_bytes, row[0], row_bytes);
-                }
-            }
+            read_scans(r, dest, NULL, why); /* tables below, with the GIL */
         }
         Py_END_ALLOW_THREADS
         if (failed) {
@@ -474,8 +508,169 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(read_many_doc,
+"read_many(datas, out_planes, out_tables, start, height, width, samplings, max_scans=1000,\n"
+"          max_pixels=10**8, max_bytes=2**30)\n"
+"--\n\n"
+"Read a list of bytes-like JPEGs of one layout into a caller's batch (see read: out_planes, out_tables),\n"
+"the k-th good file into slot start + k, in one call without the GIL, with every warning an error.\n"
+"height, width and samplings ((v, h) per component) are the batch's layout. Returns a list with, per\n"
+"file, its slot (int), a one-line error (str), or None for a readable file of another layout (its scans\n"
+"are not decoded when its header shows it).");
+
+/* One file into its slot (no GIL): 1 read, 0 refused (why), -1 another layout. */
+static int read_one_into(reader *r, const void *buf, size_t len, unsigned height, unsigned width, int nc,
+                         const int *vs, const int *hs, int max_scans, unsigned long long max_pixels,
+                         unsigned long long max_bytes, char **dest, int32_t **table_dest, char *why) {
+    j_decompress_ptr cinfo = &r->cinfo;
+    r->err.tolerant = 0;
+    r->err.max_scans = max_scans > 0 ? max_scans : 1;
+    r->err.num_warnings = 0;
+    r->err.pub.num_warnings = 0;
+    if (setjmp(r->err.escape)) {
+        snprintf(why, MSG_LEN, "%s", r->err.message);
+        jpeg_abort_decompress(cinfo);
+        return 0;
+    }
+    if (len == 0) {
+        snprintf(why, MSG_LEN, "empty input: not a JPEG file");
+        return 0;
+    }
+    cinfo->mem->max_memory_to_use = (long)(max_bytes > (unsigned long long)LONG_MAX ? LONG_MAX : max_bytes);
+    jpeg_mem_src(cinfo, (const unsigned char *)buf, (unsigned long)len);
+    jpeg_read_header(cinfo, TRUE);
+    int status = 1;
+    if (check_header(cinfo, max_pixels, max_bytes, 0, why) == NULL) {
+        status = 0;
+    } else if (cinfo->image_height != height || cinfo->image_width != width || cinfo->num_components != nc) {
+        status = -1;
+    } else {
+        for (int c = 0; c < nc; c++)
+            if (cinfo->comp_info[c].v_samp_factor != vs[c] || cinfo->comp_info[c].h_samp_factor != hs[c])
+                status = -1;
+    }
+    if (status == 1 && !read_scans(r, dest, table_dest, why))
+        status = 0;
+    jpeg_abort_decompress(cinfo);
+    return status;
+}
+
+static PyObject *jpegread_read_many(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"datas", "out_planes", "out_tables", "start", "height", "width", "samplings",
+                               "max_scans", "max_pixels", "max_bytes", NULL};
+    PyObject *datas, *out_planes, *out_tables, *samplings;
+    Py_ssize_t start;
+    unsigned int height, width;
+    int max_scans = 1000;
+    unsigned long long max_pixels = 100000000ULL, max_bytes = 1ULL << 30;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!nIIO!|iKK:read_many", keywords, &PyList_Type, &datas,
+                                     &PyTuple_Type, &out_planes, &PyTuple_Type, &out_tables, &start, &height,
+                                     &width, &PyTuple_Type, &samplings, &max_scans, &max_pixels, &max_bytes))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(datas), nc = PyTuple_GET_SIZE(samplings);
+    if (nc < 1 || nc > MAX_COMPONENTS || PyTuple_GET_SIZE(out_planes) != nc || PyTuple_GET_SIZE(out_tables) != nc) {
+        PyErr_SetString(PyExc_ValueError, "samplings, out_planes and out_tables need one entry per component");
+        return NULL;
+    }
+    int vs[MAX_COMPONENTS], hs[MAX_COMPONENTS];
+    char *base[MAX_COMPONENTS];
+    int32_t *table_base[MAX_COMPONENTS];
+    npy_intp slot_bytes[MAX_COMPONENTS], capacity = -1;
+    for (Py_ssize_t c = 0; c < nc; c++) {
+        PyObject *f = PyTuple_GET_ITEM(samplings, c), *p = PyTuple_GET_ITEM(out_planes, c),
+                 *t = PyTuple_GET_ITEM(out_tables, c);
+        if (!PyArg_ParseTuple(f, "ii", &vs[c], &hs[c]))
+            return NULL;
+        if (!PyArray_Check(p) || !PyArray_Check(t)) {
+            PyErr_SetString(PyExc_TypeError, "out_planes and out_tables must hold numpy arrays");
+            return NULL;
+        }
+        PyArrayObject *a = (PyArrayObject *)p, *b = (PyArrayObject *)t;
+        npy_intp *d = PyArray_DIMS(a), *e = PyArray_DIMS(b);
+        if (PyArray_TYPE(a) != NPY_INT16 || PyArray_NDIM(a) != 5 || !PyArray_IS_C_CONTIGUOUS(a) ||
+            !PyArray_ISWRITEABLE(a) || PyArray_TYPE(b) != NPY_INT32 || PyArray_NDIM(b) != 2 ||
+            !PyArray_IS_C_CONTIGUOUS(b) || !PyArray_ISWRITEABLE(b) || e[1] != DCTSIZE2 || e[0] != d[0] ||
+            d[3] != DCTSIZE || d[4] != DCTSIZE || (capacity >= 0 && d[0] != capacity)) {
+            PyErr_SetString(PyExc_ValueError, "out arrays must be writable C-contiguous int16 (N, Hb, Wb, 8, 8) and "
+                            "int32 (N, 64), one N");
+            return NULL;
+        }
+        capacity = d[0];
+        base[c] = PyArray_BYTES(a);
+        table_base[c] = (int32_t *)PyArray_DATA(b);
+        slot_bytes[c] = d[1] * d[2] * (npy_intp)sizeof(JBLOCK);
+    }
+    if (start < 0 || start + n > capacity) {
+        PyErr_SetString(PyExc_ValueError, "the batch has too few slots for the files");
+        return NULL;
+    }
+    Py_buffer *views = (Py_buffer *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(Py_buffer));
+    int *status = (int *)PyMem_Calloc((size_t)(n > 0 ? n : 1), sizeof(int));
+    char *messages = (char *)PyMem_Calloc((size_t)(n > 0 ? n : 1), MSG_LEN);
+    PyObject *result = NULL;
+    Py_ssize_t got = 0, slot = start;
+    reader *r = NULL;
+    if (views == NULL || status == NULL || messages == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < n; got++)
+        if (PyObject_GetBuffer(PyList_GET_ITEM(datas, got), &views[got], PyBUF_SIMPLE) < 0)
+            goto done;
+    r = take_reader();
+    if (r == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* Every file's blocks must fit the batch's grids: a file with the batch's size and sampling
+     * factors has them (checked per file above); the slot pointers follow from the arrays' shapes. */
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < n; k++) {
+        char *dest[MAX_COMPONENTS];
+        int32_t *table_dest[MAX_COMPONENTS];
+        for (Py_ssize_t c = 0; c < nc; c++) {
+            dest[c] = base[c] + (size_t)slot * (size_t)slot_bytes[c];
+            table_dest[c] = table_base[c] + (size_t)slot * DCTSIZE2;
+        }
+        status[k] = read_one_into(r, views[k].buf, (size_t)views[k].len, height, width, (int)nc, vs, hs, max_scans,
+                                  max_pixels, max_bytes, dest, table_dest, messages + (size_t)k * MSG_LEN);
+        if (status[k] == 1)
+            slot++;
+    }
+    Py_END_ALLOW_THREADS
+    return_reader(r);
+    result = PyList_New(n);
+    if (result == NULL)
+        goto done;
+    slot = start;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        PyObject *item;
+        if (status[k] == 1)
+            item = PyLong_FromSsize_t(slot++);
+        else if (status[k] == 0)
+            item = PyUnicode_DecodeLatin1(messages + (size_t)k * MSG_LEN, (Py_ssize_t)strlen(messages + (size_t)k * MSG_LEN),
+                                          NULL);
+        else
+            item = Py_NewRef(Py_None);
+        if (item == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyList_SET_ITEM(result, k, item);
+    }
+done:
+    for (Py_ssize_t k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    PyMem_Free(views);
+    PyMem_Free(status);
+    PyMem_Free(messages);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"read", (PyCFunction)(void (*)(void))jpegread_read, METH_VARARGS | METH_KEYWORDS, read_doc},
+    {"read_many", (PyCFunction)(void (*)(void))jpegread_read_many, METH_VARARGS | METH_KEYWORDS, read_many_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -340,7 +340,6 @@ def read_batches(
     errors: dict[int, JpegError] = {}
     groups: dict[tuple, list] = {}  # layout -> [header, planes, qtables, used indices]
     refused: dict[tuple, str] = {}  # layout -> why ``accept`` refused it
-    current = None
 
     def group_for(data, label: str, capacity: int) -> list:
         header = _header(_call(data, label, True, options[0], *options[1:]))
@@ -355,25 +354,50 @@ def read_batches(
             raise JpegError(f"{label}: {refused[layout]}" if label else refused[layout])
         return groups[layout]
 
+    pending = []  # (position, bytes, label) of the files not yet read, in order
     for i, source in enumerate(sources):
         try:
             data, label = _source_bytes(source, file_limit)
-            if current is None:  # the first acceptable header sets the layout every slot is allocated for
-                current = group_for(data, label, len(sources) - i)
-            raw = _into(binding, data, label, options, current)
         except JpegError as exc:
             errors[i] = exc
             continue
-        except binding.LayoutMismatch:
-            try:
-                current = group_for(data, label, len(sources) - i)
-                raw = _into(binding, data, label, options, current)
-            except JpegError as exc:
-                errors[i] = exc
-                continue
-        current[3].append(i)
-        for w in raw[7]:
-            log.warning("%slibjpeg: %s", f"{label}: " if label else "", w)
+        pending.append((i, data, label))
+    while pending:
+        # The first pending file's layout becomes a group with a slot for every pending file; one call
+        # then reads every pending file of that layout into it (without the GIL), leaving the others.
+        i, data, label = pending[0]
+        try:
+            header, planes, qtables, used = group_for(data, label, len(pending))
+        except JpegError as exc:
+            errors[i] = exc
+            pending.pop(0)
+            continue
+        rest = []
+        if options[0]:  # tolerant: file by file, to report each file's warnings
+            for i, data, label in pending:
+                try:
+                    raw = _into(binding, data, label, options, groups[header.layout])
+                except JpegError as exc:
+                    errors[i] = exc
+                    continue
+                except binding.LayoutMismatch:
+                    rest.append((i, data, label))
+                    continue
+                used.append(i)
+                for w in raw[7]:
+                    log.warning("%slibjpeg: %s", f"{label}: " if label else "", w)
+        else:
+            outcomes = binding.read_many([d for _, d, _ in pending], planes, qtables, len(used), header.size[0],
+                                         header.size[1], header.samplings, *options[1:])
+            for (i, data, label), outcome in zip(pending, outcomes):
+                if outcome is None:
+                    rest.append((i, data, label))
+                elif isinstance(outcome, str):
+                    errors[i] = JpegError(f"{label}: {outcome}" if label else outcome)
+                else:
+                    used.append(i)
+        pending = rest
+    errors = dict(sorted(errors.items()))
     batches = []
     for header, planes, qtables, used in groups.values():
         if not used:

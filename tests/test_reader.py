@@ -494,3 +494,23 @@ def test_read_batches_tolerant_and_limits():
     batches, errors = reader.read_batches([good, bad], max_pixels=100)
     assert not batches and sorted(errors) == [0, 1] and "max_pixels" in str(errors[0])
     assert reader.read_batches([]) == ([], {})
+
+
+def test_read_batches_from_threads_give_the_serial_answers():
+    """read_batches decodes a whole group without the GIL: 4 threads at once, the serial answers."""
+    inputs = mixed_inputs()
+
+    def answer():
+        batches, errors = reader.read_batches(inputs)
+        return ([(b.indices, [p.tobytes() for p in b.planes], [q.tobytes() for q in b.qtables]) for b in batches],
+                {i: str(e) for i, e in errors.items()})
+
+    expected = answer()
+    assert len(expected[1]) == len(inputs) - 4
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.extend(answer() for _ in range(20))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 80 and all(r == expected for r in results)
