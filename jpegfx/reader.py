@@ -402,10 +402,8 @@ def read_batches(
     for header, planes, qtables, used in groups.values():
         if not used:
             continue
-        n = len(used)
-        planes = tuple(p[:n] if n == len(p) or 2 * n > len(p) else p[:n].copy() for p in planes)
-        qtables = tuple(q[:n] if n == len(q) or 2 * n > len(q) else q[:n].copy() for q in qtables)
-        batches.append(Batch(header, planes, qtables, tuple(used)))
+        n = len(used)  # views: the slots never written were never touched, so they hold no memory
+        batches.append(Batch(header, tuple(p[:n] for p in planes), tuple(q[:n] for q in qtables), tuple(used)))
     return batches, errors
 
 
