@@ -139,3 +139,27 @@ def test_resnets_converted_once_run_at_the_acceptance_sizes(name):
     _check(spatial, jpeg_model, _jpegs(grace, (257, 193)))
     _check(spatial, jpeg_model, _jpegs(china, (427, 640), count=1, subsampling=0))
     _check(spatial, jpeg_model, _jpegs(grace, (600, 512), count=1))
+
+
+@pytest.mark.slow
+def test_any_size_model_exports_one_file_per_size(tmp_path):
+    """The ONNX side of a size-free model: one export per size (the block grids of an ONNX graph are
+    fixed), each equal in onnxruntime to the torch model at that size."""
+    from jpegfx.export import export_onnx
+    from jpegfx.runtime import Session
+
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    grace = _photo("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    torch.manual_seed(0)
+    spatial = models.resnet18(num_classes=10)
+    models.randomize_batchnorm(spatial, torch.Generator().manual_seed(0))
+    jpeg_model = jpegfx.convert(spatial.eval(), normalize="imagenet").eval()
+    for image, size in ((china, (224, 224)), (grace, (257, 193)), (china, (427, 640)), (grace, (600, 512))):
+        batch = _jpegs(image, size, count=1)
+        at_size = jpeg_model.at_size(size)
+        path = export_onnx(at_size, tmp_path / f"r18_{size[0]}x{size[1]}.onnx")
+        with torch.no_grad():
+            want = jpeg_model(batch).numpy()
+        got = Session(path, providers=["CPUExecutionProvider"]).run(batch)
+        assert abs(got - want).max() <= RTOL[torch.float32] * abs(want).max()
+        assert (got.argmax(1) == want.argmax(1)).all()

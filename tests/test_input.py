@@ -133,7 +133,8 @@ def test_fancy_upsampling_is_closer_to_libjpeg_than_nearest(photo, tmp_path):
 def test_wrong_image_size_is_one_line_error(photo, resnet20, tmp_path):
     jpeg_model = jpegfx.convert(resnet20, 32)
     batch = read_jpeg(jpeg_bytes(image("photo", photo, 40, 32), "4:2:0", 75, tmp_path))
-    with pytest.raises(ValueError, match=r"^image size 40x32 does not match the model's input size 32x32$"):
+    with pytest.raises(ValueError, match=r"^image size 40x32 does not match the model's input size 32x32 "
+                                         r"\(convert with any_size=True, or without input_size, to run at any size\)$"):
         jpeg_model(batch)
 
 
