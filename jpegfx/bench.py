@@ -75,6 +75,7 @@ class BenchResult:
     relu: str
     frequencies: int
     threads: int
+    domains: str = "jpeg"
     seconds: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     checks: dict[str, float] = field(default_factory=dict)  # max relative differences between what is timed
@@ -177,8 +178,10 @@ def _export_spatial(model: nn.Module, x: torch.Tensor, path: Path) -> None:
 
 def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), batch: int = 1,
               relu: str = "exact", frequencies: int = 15, threads: int | None = None, warmup: int = 2,
-              repeat: int = 5, layers: bool = True, seed: int = 0, onnx: bool = True) -> BenchResult:
-    """Measure one configuration; see the module docstring."""
+              repeat: int = 5, layers: bool = True, seed: int = 0, onnx: bool = True,
+              domains: str = "jpeg") -> BenchResult:
+    """Measure one configuration (``domains``: that of the converted model; see :func:`jpegfx.convert`);
+    see the module docstring."""
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -187,10 +190,10 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
     model.eval()
     channels = infer_channels(model)
     normalize = "imagenet" if channels == 3 else None
-    result = BenchResult(model_name, tuple(size), batch, relu, frequencies, torch.get_num_threads())
+    result = BenchResult(model_name, tuple(size), batch, relu, frequencies, torch.get_num_threads(), domains=domains)
     start = time.perf_counter()
     jpeg_model = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
-                                subsampling="4:2:0" if channels == 3 else "gray", maxpool="exact")
+                                subsampling="4:2:0" if channels == 3 else "gray", maxpool="exact", domains=domains)
     result.seconds["convert"] = time.perf_counter() - start
     all_jpeg = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
                               subsampling="4:2:0" if channels == 3 else "gray", elide_transforms=False)
@@ -281,7 +284,8 @@ def _bench_onnxruntime(result: BenchResult, jpeg_model: JpegModel, model: nn.Mod
 
 def format_result(r: BenchResult, top_layers: int = 10) -> str:
     lines = [f"{r.model} {r.input_size[0]}x{r.input_size[1]} batch {r.batch}, relu={r.relu}"
-             + ("" if r.relu == "exact" else f"(k={r.frequencies})") + f", {r.threads} thread(s), torch on CPU"]
+             + ("" if r.relu == "exact" else f"(k={r.frequencies})") + f", domains={r.domains}, {r.threads} thread(s), "
+             "torch on CPU"]
     for key, value in r.seconds.items():
         lines.append(f"  {key:<40} {1e3 * value:10.2f} ms")
     for key, value in r.ratios.items():

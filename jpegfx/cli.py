@@ -299,7 +299,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
                              lowering=args.lowering, maxpool=args.maxpool, normalize=args.normalize,
                              subsampling=args.subsampling or ("gray" if channels == 1 else "4:2:0"),
                              upsampling=args.upsampling, elide_transforms=not args.no_elide,
-                             strict=args.strict, in_channels=args.channels if ":" in args.model else None)
+                             strict=args.strict, in_channels=args.channels if ":" in args.model else None,
+                             domains=args.domains)
         report = real = None
         if args.check > 0:
             status.show(f"verifying on {args.check} random input(s) ...")
@@ -314,7 +315,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             status.show(f"exporting {output} ...")
             exported = str(_export.export_onnx(jpeg_model, output, class_names=class_names, preprocess=policy))
     summary = {
-        "model": args.model, "input_size": list(size), "channels": jpeg_model.spec.channels, "relu": args.relu,
+        "model": args.model, "input_size": list(size), "channels": jpeg_model.spec.channels, "relu": args.relu, "domains": args.domains,
         "frequencies": args.frequencies, "exact": exact, "conversion_seconds": round(jpeg_model.seconds, 3),
         "lowered": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg != _lower.ON_PIXELS)),
         "on_pixels": dict(Counter(r.spatial for r in jpeg_model.records if r.jpeg == _lower.ON_PIXELS)),
@@ -596,7 +597,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             for batch in args.batch:
                 status.show(f"bench {name} {size[0]}x{size[1]} batch {batch} ...")
                 r = run_bench(name, size, batch, args.relu, args.frequencies, args.threads, args.warmup, args.repeat,
-                              layers=not args.no_layers, onnx=not args.no_onnx)
+                              layers=not args.no_layers, onnx=not args.no_onnx, domains=args.domains)
                 results.append(r)
                 if not args.json:
                     print(format_result(r), flush=True)
@@ -608,6 +609,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------------------------
 # The parser and main
 # --------------------------------------------------------------------------------------------
+DOMAINS_HELP = ("where values live between ops: jpeg (default, the paper's design: every op lowered to "
+                "coefficients) or pixels (every op itself on pixels after one inverse DCT, except the approximations "
+                "that need coefficients; exact and the least work in exact mode)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jpegfx", description="Run ResNets on JPEG DCT coefficients.")
     parser.add_argument("--version", action="version", version=f"jpegfx {jpegfx.__version__}")
@@ -633,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-elide", action="store_true",
                    help="keep every value in the JPEG domain (the paper's model) instead of handing values between "
                         "pixel-computing ops over in pixels (exact either way; eliding is faster)")
+    p.add_argument("--domains", choices=["jpeg", "pixels"], default="jpeg", help=DOMAINS_HELP)
     p.add_argument("--strict", action="store_true",
                    help="refuse ops without a JPEG-domain lowering (listing them all) instead of running them on pixels")
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -708,6 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_non_negative, default=2)
     p.add_argument("--repeat", type=_positive, default=5)
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    p.add_argument("--domains", choices=["jpeg", "pixels"], default="jpeg", help=DOMAINS_HELP)
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)

@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 
 
 SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0", "4:4:0", "gray")
+DOMAINS = ("jpeg", "pixels")
+"""Where ``convert`` puts the values between ops (see its ``domains``)."""
 REFERENCE_SIZE = (224, 224)
 """The size ``convert(model)`` without ``input_size`` converts at first (and self-checks)."""
 
@@ -230,6 +232,7 @@ def convert(
     self_check: bool = True,
     debug: bool = False,
     any_size: bool | None = None,
+    domains: str = "jpeg",
 ) -> JpegModel:
     """Convert a spatial model to the JPEG domain for inputs of logical size ``input_size``.
 
@@ -238,6 +241,12 @@ def convert(
     :class:`~jpegfx.jpeg.JpegBatch` of another size is run by the model converted for that size
     (:meth:`JpegModel.at_size`, once per size). A model that needs one size (a flatten without global
     pooling) is converted for the size it is given.
+
+    ``domains``: "jpeg" (default; the paper's design) lowers every op it can to coefficients, with
+    ``elide_transforms`` handing values between pixel-computing ops over in pixels; "pixels" runs
+    every op as itself on pixels after one inverse DCT of the input, except the approximations that
+    need coefficients (ASM/APX activations, ASM max pooling), around which it transforms. Both are
+    exact in exact modes; "pixels" does the least work there.
 
     ``relu``: "exact", "asm" or "apx" with ``frequencies`` (1..15) spatial frequencies; ``maxpool``:
     "exact" or "asm" (same k); ``lowering``: "auto" (cost model) or a conv lowering for every conv;
@@ -271,6 +280,8 @@ def convert(
         raise UsageError(f"lowering must be 'auto' or one of {LOWERINGS}, got {lowering!r}")
     if maxpool not in ("exact", "asm"):
         raise UsageError(f"maxpool must be 'exact' or 'asm', got {maxpool!r}")
+    if domains not in DOMAINS:
+        raise UsageError(f"domains must be one of {DOMAINS}, got {domains!r}")
     if in_channels is not None and in_channels not in (1, 3):
         raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {in_channels}")
     if normalize is not None:  # its form now; its length again once the pipeline knows the channels
@@ -286,7 +297,7 @@ def convert(
     source = copy.deepcopy(model) if any_size else None  # before anything can touch it
     start = time.perf_counter()
     options = ConvertOptions(relu, frequencies, maxpool, lowering, map_budget, _model_dtype(model),
-                             elide_transforms, strict, self_check)
+                             elide_transforms, strict, self_check, domains)
     context = PassContext(options, size, in_channels, keep_jpeg_output, debug)
     network = passes.run_pipeline(copy.deepcopy(model), context)
     context.reference = None
@@ -302,7 +313,7 @@ def convert(
             relu=relu, frequencies=frequencies, normalize=normalize, subsampling=subsampling, upsampling=upsampling,
             lowering=lowering, maxpool=maxpool, map_budget=map_budget, in_channels=context.in_channels,
             keep_jpeg_output=keep_jpeg_output, elide_transforms=elide_transforms, strict=strict,
-            self_check=self_check, any_size=False)
+            self_check=self_check, any_size=False, domains=domains)
     log.info("converted %s in %.2f s: %d node(s) lowered", type(model).__name__, jpeg_model.seconds,
              len(context.records))
     jpeg_model.train(model.training)

@@ -39,6 +39,7 @@ class ConvertOptions:
     elide_transforms: bool = True
     strict: bool = False  # refuse ops without a JPEG-domain lowering instead of running them on pixels
     self_check: bool = True  # compare the result with the spatial model on a random input before returning
+    domains: str = "jpeg"  # "jpeg": lowered ops on coefficients; "pixels": every op on pixels but the approximate ones
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,21 @@ def keeps_behaviour(cls: type, base: type) -> bool:
     return not any(name not in HARMLESS_OVERRIDES and callable(value) and hasattr(base, name)
                    and value is not getattr(base, name)
                    for klass in between for name, value in vars(klass).items())
+
+
+APPROXIMATE_RELU = (nn.ReLU, nn.LeakyReLU, nn.Hardtanh)
+"""Modules whose lowering follows ``relu``: with "asm" or "apx" they compute on k frequencies of the
+coefficients, which only the JPEG domain has."""
+
+
+def needs_coefficients(module: nn.Module, options: ConvertOptions) -> bool:
+    """Whether ``module``'s lowering under ``options`` is an approximation computed on coefficients (ASM /
+    APX ReLU-like activations, ASM max pooling): it must stay in the JPEG domain whatever the domains."""
+    if isinstance(module, APPROXIMATE_RELU):
+        return options.relu != "exact"
+    if isinstance(module, nn.MaxPool2d):
+        return options.maxpool != "exact"
+    return False
 
 
 def lookup(module: nn.Module) -> Lowering | None:

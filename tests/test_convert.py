@@ -303,3 +303,55 @@ def test_fused_maps_stay_in_the_jpeg_domain():
     x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
     assert_close_rel(fused.network(to_dct(x)), model(x))  # the feature map output is decoded to pixels
     assert_close_rel(factored.network(to_dct(x)), model(x))
+
+
+# ------------------------------------------------------------------------------------------------
+# domains="pixels": every op on pixels, except the approximations that need coefficients
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name,size", [("resnet20", 35), ("resnet18", 61), ("resnet50", 40), ("paper", 32)])
+def test_pixel_domains_are_exact_and_run_the_spatial_ops(name, size):
+    """Exact modes: one inverse DCT of the input, then the spatial modules themselves (no JPEG-domain
+    op, no forward DCT anywhere), equal to the spatial model and to the all-JPEG conversion."""
+    model = build(name, torch.float64, **({} if name == "paper" else {"num_classes": 10}))
+    channels = 1 if name == "paper" else 3
+    pixels = jpegfx.convert(model, size, domains="pixels")
+    network = pixels.network
+    assert not any(isinstance(m, (ops.JpegConv2d, ops.JpegBatchNorm2d, ops.JpegReLU, ops.JpegFromPixels))
+                   for m in network.modules())
+    assert any(isinstance(m, nn.Conv2d) for m in network.modules())
+    assert {r.jpeg for r in pixels.records} == {"(on pixels)"}
+    assert all("domains='pixels'" in r.detail for r in pixels.records if r.spatial in ("Conv2d", "ReLU"))
+    x = torch.randn(2, channels, size, size, dtype=torch.float64)
+    assert_close_rel(network(to_dct(x)), model(x))
+    assert_close_rel(network(to_dct(x)), jpegfx.convert(model, size).network(to_dct(x)))
+
+
+@pytest.mark.parametrize("relu,maxpool", [("asm", "exact"), ("apx", "asm"), ("exact", "asm")])
+def test_pixel_domains_keep_approximations_on_coefficients(relu, maxpool):
+    """ASM/APX activations and ASM max pooling stay JPEG-domain ops (they need the k lowest
+    frequencies), with transforms around them; the numbers equal the all-JPEG conversion's."""
+    model = build("resnet18", torch.float64, num_classes=10)
+    options = dict(relu=relu, frequencies=5, maxpool=maxpool)
+    pixels = jpegfx.convert(model, 48, domains="pixels", **options)
+    kinds = {type(m) for m in pixels.network.modules()}
+    assert (ops.JpegReLU in kinds) == (relu != "exact") and (ops.JpegMaxPool2d in kinds) == (maxpool == "asm")
+    assert ops.JpegConv2d not in kinds
+    x = to_dct(torch.randn(2, 3, 48, 48, dtype=torch.float64))
+    assert_close_rel(pixels.network(x), jpegfx.convert(model, 48, **options).network(x))
+
+
+def test_pixel_domains_option_is_checked_and_serves_real_files(tmp_path):
+    with pytest.raises(jpegfx.errors.UsageError, match="domains must be one of"):
+        jpegfx.convert(build("resnet20", torch.float32), 32, domains="coefficients")
+    from jpegfx.export import export_onnx
+    from jpegfx.jpeg import encode
+    from jpegfx.runtime import Session
+
+    model = build("resnet20", torch.float32)
+    jpeg_model = jpegfx.convert(model, (40, 33), domains="pixels").eval()
+    batch = encode(torch.rand(3, 3, 40, 33, generator=torch.Generator().manual_seed(0)) * 255, quality=80)
+    with torch.no_grad():
+        want = jpeg_model(batch)
+        assert_close_rel(want, model(jpeg_model.spatial_input(batch)), 1e-5)
+    logits = Session(export_onnx(jpeg_model, tmp_path / "pixels.onnx"), providers=["CPUExecutionProvider"]).run(batch)
+    assert (abs(logits - want.numpy())).max() <= 1e-5 * want.abs().max().item()

@@ -15,6 +15,11 @@
   kept in ``node.meta[FALLBACK]``; ``convert(strict=True)`` refuses those.
 * ``spatial``: everything that never reads an image — shape arithmetic, the head after global pooling —
   and reads of metadata that are the same in both domains (``x.size(0)``, ``x.dim()``, ``x.dtype``).
+
+With ``domains="pixels"`` every op that would be lowered runs as itself on pixels instead (role
+``pixels``, chosen rather than a fallback), except those whose lowering approximates on coefficients
+(ASM/APX activations, ASM max pooling): exact modes then cost one inverse DCT of the input plus the
+spatial network, and the values the residual stream, additions and pooling see are pixels too.
 """
 from __future__ import annotations
 
@@ -146,10 +151,21 @@ def _classify(gm: fx.GraphModule, node: fx.Node, context: PassContext) -> tuple[
     return PIXEL_FALLBACK, "spatial", "no JPEG-domain lowering"
 
 
+def _needs_coefficients(gm: fx.GraphModule, node: fx.Node, context: PassContext) -> bool:
+    return node.op == "call_module" and registry.needs_coefficients(gm.get_submodule(node.target), context.options)
+
+
 def assign_domains(gm: fx.GraphModule, context: PassContext) -> PassResult:
     counts = dict.fromkeys((INPUT, LOWER, PIXEL_FALLBACK, SPATIAL), 0)
+    pixels = context.options.domains == "pixels"
     for node in gm.graph.nodes:
         role, domain, reason = _classify(gm, node, context)
+        if pixels and role == LOWER and not _needs_coefficients(gm, node, context):
+            # Chosen, not a fallback: the spatial op itself on pixels (exact; one inverse DCT of the input,
+            # a forward DCT only around ops that approximate on coefficients).
+            role, domain = (SPATIAL, "spatial") if shape_query(node) else (PIXEL_FALLBACK, "spatial")
+            if role == PIXEL_FALLBACK:
+                node.meta[PIXEL_OP] = "domains='pixels'"
         node.meta[ROLE], node.meta[DOMAIN] = role, domain
         if reason is not None:
             node.meta[FALLBACK] = (describe(gm, node), reason)
