@@ -29,6 +29,7 @@ from jpegfx import passes, preprocess, reader
 from jpegfx.errors import UsageError
 from jpegfx.ops import DEFAULT_MAP_BUDGET, LOWERINGS
 from jpegfx.ops.input import UPSAMPLING, JpegInputStage, batch_tensors, input_stage_key, normalization, spatial_model_input
+from jpegfx.ops.pool import JpegToSpatial
 from jpegfx.ops.relu import MODES as RELU_MODES
 from jpegfx.passes.context import LayerRecord, PassContext
 from jpegfx.preprocess import Policy
@@ -164,6 +165,28 @@ class JpegModel(nn.Module):
                       for i in items])
         return torch.from_numpy(x).to(self.dtype)
 
+    def pixel_network(self) -> fx.GraphModule | None:
+        """The network without its first op when that op is the inverse DCT of the input and nothing else
+        reads the input (``convert(domains="pixels")``): it takes normalised pixels ``(N, C, h, w)``, so
+        the input stage hands over pixels (:meth:`JpegInputStage.pixels`) instead of a block DCT that
+        the network would invert at once. Shares every module with ``network``; ``None`` otherwise."""
+        cached = self.__dict__.get("_pixel_network", False)
+        if cached is not False:
+            return cached
+        folded = None
+        placeholders = [n for n in self.network.graph.nodes if n.op == "placeholder"]
+        users = list(placeholders[0].users) if len(placeholders) == 1 else []
+        if (len(users) == 1 and users[0].op == "call_module"
+                and type(self.network.get_submodule(users[0].target)) is JpegToSpatial):
+            graph = copy.deepcopy(self.network.graph)
+            first = next(n for n in graph.nodes if n.op == "placeholder")
+            idct = next(iter(first.users))
+            idct.replace_all_uses_with(first)
+            graph.erase_node(idct)
+            folded = fx.GraphModule(self.network, graph)
+        self.__dict__["_pixel_network"] = folded
+        return folded
+
     def forward(self, x: jpeg_io.JpegBatch | torch.Tensor) -> torch.Tensor:
         """``x``: a :class:`~jpegfx.jpeg.JpegBatch`, or the normalised model input already in the
         JPEG domain, ``(N, C·64, Hb, Wb)``."""
@@ -171,7 +194,11 @@ class JpegModel(nn.Module):
             if tuple(x.size) != tuple(self.spec.input_size):
                 return self.at_size(x.size)(x)
             stage = self.input_stages[self._stage_keys[x.color_space]]
-            return self.network(stage(*batch_tensors(x), samplings=tuple(c.sampling for c in x.components)))
+            inputs, samplings = batch_tensors(x), tuple(c.sampling for c in x.components)
+            folded = self.pixel_network()
+            if folded is not None:
+                return folded(stage.pixels(*inputs, samplings=samplings))
+            return self.network(stage(*inputs, samplings=samplings))
         g = BlockGeometry(*self.spec.input_size)
         expected = (self.spec.channels * NCOEF, g.hb, g.wb)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:

@@ -98,6 +98,17 @@ class _OnnxWrapper(nn.Module):
         return self.network(self.stage(*inputs))
 
 
+class _PixelStage(nn.Module):
+    """An input stage that hands over normalised pixels (for a network that starts on pixels)."""
+
+    def __init__(self, stage: nn.Module) -> None:
+        super().__init__()
+        self.stage = stage
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.stage.pixels(*inputs)
+
+
 def _trace_batch(spec, batch_size: int) -> jpeg_io.JpegBatch:
     color_space, _ = spec.samplings()
     h, w = spec.input_size
@@ -227,10 +238,14 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
                             dtype=jpeg_model.dtype),)
         stage = nn.Identity()
         names = [DCT_INPUT]
-    wrapper = _OnnxWrapper(stage, jpeg_model.network).eval()
-    need = _check_size(wrapper, jpeg_model.network)
+    network = jpeg_model.network
+    folded = jpeg_model.pixel_network() if preprocess is None and hasattr(jpeg_model, "pixel_network") else None
+    if folded is not None:  # the stage's pixels go straight into the network (no DCT/IDCT pair)
+        stage, network = _PixelStage(stage), folded
+    wrapper = _OnnxWrapper(stage, network).eval()
+    need = _check_size(wrapper, network)
     assert len(names) == len(args)
-    outputs = _output_names(jpeg_model.network, wrapper, args)
+    outputs = _output_names(network, wrapper, args)
 
     start = time.perf_counter()
     buffer = io.BytesIO()

@@ -355,3 +355,36 @@ def test_pixel_domains_option_is_checked_and_serves_real_files(tmp_path):
         assert_close_rel(want, model(jpeg_model.spatial_input(batch)), 1e-5)
     logits = Session(export_onnx(jpeg_model, tmp_path / "pixels.onnx"), providers=["CPUExecutionProvider"]).run(batch)
     assert (abs(logits - want.numpy())).max() <= 1e-5 * want.abs().max().item()
+
+
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4", "gray"])
+def test_pixel_domains_fold_the_input_stage(subsampling, tmp_path):
+    """A pixel-domain network starts with the inverse DCT of its input: the input stage hands over
+    pixels instead (no DCT/IDCT pair), in torch and in the exported file, with the same numbers."""
+    from jpegfx.export import export_onnx
+    from jpegfx.jpeg import encode
+    from jpegfx.ops.input import batch_tensors
+    from jpegfx.runtime import Session
+
+    model = build("resnet20", torch.float64)
+    jpeg_model = jpegfx.convert(model, (37, 29), domains="pixels", normalize="imagenet",
+                                subsampling=subsampling).eval()
+    folded = jpeg_model.pixel_network()
+    assert folded is not None and not any(isinstance(m, ops.JpegToSpatial) for m in folded.modules())
+    assert jpegfx.convert(model, (37, 29)).pixel_network() is None  # JPEG-domain networks keep their input
+    channels = 1 if subsampling == "gray" else 3
+    batch = encode(torch.rand(2, channels, 37, 29, generator=torch.Generator().manual_seed(1)) * 255,
+                   quality=85, subsampling="4:2:0" if subsampling == "gray" else subsampling)
+    stage = jpeg_model.input_stage(batch)
+    with torch.no_grad():
+        via_dct = jpeg_model.network(stage(*batch_tensors(batch)))
+        ours = jpeg_model(batch)
+        assert_close_rel(ours, via_dct)
+        assert_close_rel(ours, model(jpeg_model.spatial_input(batch)))
+    float_model = jpegfx.convert(build("resnet20", torch.float32), (37, 29), domains="pixels",
+                                 subsampling=subsampling).eval()
+    path = export_onnx(float_model, tmp_path / "folded.onnx")
+    with torch.no_grad():
+        want = float_model(batch)
+    got = Session(path, providers=["CPUExecutionProvider"]).run(batch)
+    assert abs(got - want.numpy()).max() <= 1e-5 * want.abs().max().item()

@@ -128,6 +128,28 @@ class JpegInputStage(DerivedMaps):
         x = torch.matmul(self.mix, planes.reshape(n, len(self.used), -1)).reshape(n, self.channels * NCOEF, hb, wb)
         return add_channel_constant(x, self.offset, self.pattern)
 
+    def pixels(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+        """The same input as normalised pixels ``(N, C, h, w)`` — what :meth:`forward` gives before its
+        block DCT — for networks whose first op is the inverse DCT (``convert(domains="pixels")``):
+        dequantise, IDCT, upsample, ``A · ycc + d``, with no transform pair in between."""
+        k = len(inputs) // 2
+        coefficients, tables = inputs[:k], inputs[k:]
+        if samplings is None or tuple(samplings) == self.samplings:
+            sizes, factors = self.sizes, self.factors
+        else:
+            if len(samplings) != k:
+                raise ValueError(f"{len(samplings)} sampling factors for {k} component(s)")
+            sizes, factors = component_layout((self.geometry.h, self.geometry.w), tuple(samplings))
+        dtype, full = self.mix.dtype, (self.geometry.h, self.geometry.w)
+        planes = []
+        for j in self.used:
+            c = coefficients[j]
+            f = c.to(dtype).reshape(c.shape[0], c.shape[1], c.shape[2], NCOEF) * tables[j].to(dtype)[:, None, None, :]
+            x = T.from_dct(f.permute(0, 3, 1, 2), sizes[j])
+            planes.append(x if sizes[j] == full else jpeg_io.upsample_chroma(x, factors[j], full, self.upsampling))
+        x = torch.cat(planes, dim=1)  # (N, K, h, w)
+        return torch.einsum("ck,nkhw->nchw", self.mix, x) + self.offset[None, :, None, None]
+
     def extra_repr(self) -> str:
         return (f"{self.geometry.h}x{self.geometry.w}, {self.color_space} {self.samplings} -> {self.channels} "
                 f"channel(s), upsampling={self.upsampling}")
