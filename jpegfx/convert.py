@@ -187,6 +187,17 @@ class JpegModel(nn.Module):
         self.__dict__["_pixel_network"] = folded
         return folded
 
+    def _runnable(self, network: fx.GraphModule) -> fx.GraphModule:
+        """``network``, or at inference (eval mode, gradients off) its variant whose ReLUs and additions
+        write into values nobody else reads (:mod:`jpegfx.passes.reuse_buffers`; same modules, same
+        numbers, less memory traffic)."""
+        if self.training or torch.is_grad_enabled():
+            return network
+        cache = self.__dict__.setdefault("_inference", {})
+        if id(network) not in cache:
+            cache[id(network)] = (network, passes.reuse_buffers(network)[0])
+        return cache[id(network)][1]
+
     def forward(self, x: jpeg_io.JpegBatch | torch.Tensor) -> torch.Tensor:
         """``x``: a :class:`~jpegfx.jpeg.JpegBatch`, or the normalised model input already in the
         JPEG domain, ``(N, C·64, Hb, Wb)``."""
@@ -197,15 +208,15 @@ class JpegModel(nn.Module):
             inputs, samplings = batch_tensors(x), tuple(c.sampling for c in x.components)
             folded = self.pixel_network()
             if folded is not None:
-                return folded(stage.pixels(*inputs, samplings=samplings))
-            return self.network(stage(*inputs, samplings=samplings))
+                return self._runnable(folded)(stage.pixels(*inputs, samplings=samplings))
+            return self._runnable(self.network)(stage(*inputs, samplings=samplings))
         g = BlockGeometry(*self.spec.input_size)
         expected = (self.spec.channels * NCOEF, g.hb, g.wb)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise UsageError(f"JPEG-domain input of shape {tuple(x.shape)} does not match the model's "
                              f"(N, {expected[0]}, {expected[1]}, {expected[2]}) for {self.spec.channels} channel(s) "
                              f"at {g.h}x{g.w}")
-        return self.network(x)
+        return self._runnable(self.network)(x)
 
 
 def _coefficients(item, tolerant: bool) -> reader.Coefficients:

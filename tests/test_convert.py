@@ -388,3 +388,46 @@ def test_pixel_domains_fold_the_input_stage(subsampling, tmp_path):
         want = float_model(batch)
     got = Session(path, providers=["CPUExecutionProvider"]).run(batch)
     assert abs(got - want.numpy()).max() <= 1e-5 * want.abs().max().item()
+
+
+class _SharedValue(nn.Module):
+    """A value read twice (by a ReLU and by an addition): it must not be overwritten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x):
+        y = self.bn(self.conv(x))
+        z = self.conv2(self.relu(y)) + y
+        return self.relu(z).mean((2, 3))
+
+
+@pytest.mark.parametrize("domains", ["pixels", "jpeg"])
+@pytest.mark.parametrize("name", ["resnet18", "shared"])
+def test_inference_reuses_buffers_with_the_same_numbers(name, domains):
+    """At inference (eval, no grad) ReLUs and additions write into values nobody else reads: same
+    numbers, the input untouched; a value read twice is never overwritten; training still uses the
+    out-of-place graph and its gradients."""
+    from jpegfx.passes import reuse_buffers
+
+    model = (build("resnet18", torch.float64, num_classes=10) if name == "resnet18"
+             else _SharedValue().double().eval())
+    models.randomize_batchnorm(model, torch.Generator().manual_seed(3))
+    jpeg_model = jpegfx.convert(model, 40, domains=domains).eval()
+    _, changed = reuse_buffers(jpeg_model.network)
+    if domains == "pixels":
+        assert changed >= (24 if name == "resnet18" else 1)
+    x = torch.randn(2, 3, 40, 40, dtype=torch.float64)
+    xd = to_dct(x)
+    before = xd.clone()
+    with torch.no_grad():
+        fast = jpeg_model(xd)
+    assert torch.equal(xd, before)
+    assert_close_rel(fast, jpeg_model.network(xd))
+    assert_close_rel(fast, model(x))
+    jpeg_model.train()
+    xd.requires_grad_(True)
+    jpeg_model(xd).sum().backward()  # the out-of-place graph: autograd has every value it needs
+    assert xd.grad is not None and torch.isfinite(xd.grad).all()

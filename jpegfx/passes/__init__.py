@@ -31,6 +31,7 @@ from jpegfx.passes.insert_transforms import insert_transforms
 from jpegfx.passes.lower_modules import lower_modules
 from jpegfx.passes.normalize_functions import normalize_functions
 from jpegfx.passes.propagate_shapes import propagate_shapes
+from jpegfx.passes.reuse_buffers import reuse_buffers
 from jpegfx.passes.trace_model import trace_model
 
 log = logging.getLogger(__name__)
@@ -130,4 +131,4 @@ def _dump(gm: fx.GraphModule, name: str, context: PassContext) -> None:
 
 
 __all__ = ["ANALYSIS", "BACKEND", "FRONTEND", "LayerRecord", "PIPELINE", "Pass", "PassContext", "PassResult",
-           "check_invariants", "run_pipeline", "trace_model"]
+           "check_invariants", "reuse_buffers", "run_pipeline", "trace_model"]
