@@ -1,6 +1,9 @@
 """Shared fixtures: dtypes and the one tolerance table of the test suite."""
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import pytest
 import torch
 
@@ -53,3 +56,15 @@ def counting_reader(monkeypatch) -> CountingReader:
     counter = CountingReader(reader._binding())
     monkeypatch.setattr(reader, "_BINDING", counter)
     return counter
+
+
+def package_file(package: str, *parts: str) -> str:
+    """A file shipped by an installed package (scikit-learn's sample photos, matplotlib's sample data),
+    found without importing the package; the test skips with a reason when it is not there."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip(f"{package} is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"{package} ships no {parts[-1]}")
+    return path

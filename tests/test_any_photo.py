@@ -8,9 +8,7 @@ spatial model runs on the pixel reference (the scaled float decode, centre-cropp
 """
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
@@ -23,25 +21,15 @@ from jpegfx.errors import JpegError, UsageError
 from jpegfx.export import export_onnx, read_spec
 from jpegfx.preprocess import Policy
 from jpegfx.runtime import Session
-from tests.conftest import RTOL, assert_close_rel
-
-
-def _package_file(package: str, *parts: str) -> str:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{package} is not installed")
-    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
-    if not os.path.exists(path):
-        pytest.skip(f"{package} ships no {parts[-1]}")
-    return path
+from tests.conftest import RTOL, assert_close_rel, package_file
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory) -> list[str]:
     """Five photos, four layouts: 4:4:4 ×2, 4:2:0, gray 301×257 and 4:2:2 333×411 (odd sizes)."""
-    china = _package_file("sklearn", "datasets", "images", "china.jpg")
-    flower = _package_file("sklearn", "datasets", "images", "flower.jpg")
-    grace = _package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    china = package_file("sklearn", "datasets", "images", "china.jpg")
+    flower = package_file("sklearn", "datasets", "images", "flower.jpg")
+    grace = package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
     d = tmp_path_factory.mktemp("photos")
     with Image.open(china) as image:
         rgb = image.convert("RGB")

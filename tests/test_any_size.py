@@ -8,9 +8,7 @@ not multiples of 8 or 16.
 """
 from __future__ import annotations
 
-import importlib.util
 import io
-import os
 
 import pytest
 import torch
@@ -21,17 +19,11 @@ import jpegfx
 from jpegfx import models
 from jpegfx.errors import JpegfxError, UsageError
 from jpegfx.jpeg import read_jpeg, stack
-from tests.conftest import RTOL, assert_close_rel
+from tests.conftest import RTOL, assert_close_rel, package_file
 
 
 def _photo(package: str, *parts: str) -> Image.Image:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip(f"{package} is not installed")
-    path = os.path.join(list(spec.submodule_search_locations)[0], *parts)
-    if not os.path.exists(path):
-        pytest.skip(f"{package} ships no {parts[-1]}")
-    with Image.open(path) as image:
+    with Image.open(package_file(package, *parts)) as image:
         return image.convert("RGB")
 
 

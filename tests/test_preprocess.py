@@ -28,7 +28,6 @@ Tests needing djpeg / jpegtran (libjpeg-turbo-progs) or libjxl-testdata skip wit
 """
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
@@ -41,7 +40,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import RTOL, assert_close_rel
+from conftest import RTOL, assert_close_rel, package_file
 from jpegfx import jpeg as tjpeg
 from jpegfx import preprocess as pp
 from jpegfx.errors import JpegError, UsageError
@@ -72,23 +71,11 @@ def _need(tool: str | None, name: str) -> str:
 # Fixture files
 # --------------------------------------------------------------------------------------------
 def sklearn_sample(name: str) -> str:
-    spec = importlib.util.find_spec("sklearn")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("scikit-learn is not installed (china.jpg)")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "datasets", "images", name)
-    if not os.path.exists(path):
-        pytest.skip(f"scikit-learn ships no {name}")
-    return path
+    return package_file("sklearn", "datasets", "images", name)
 
 
 def grace_hopper() -> str:
-    spec = importlib.util.find_spec("matplotlib")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("matplotlib is not installed (grace_hopper.jpg)")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "mpl-data", "sample_data", "grace_hopper.jpg")
-    if not os.path.exists(path):
-        pytest.skip("matplotlib ships no sample_data/grace_hopper.jpg")
-    return path
+    return package_file("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
 
 
 def china_pixels() -> np.ndarray:

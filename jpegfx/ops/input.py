@@ -110,18 +110,22 @@ class JpegInputStage(DerivedMaps):
         full = (self.geometry.h, self.geometry.w)
         return T.to_dct(jpeg_io.upsample_chroma(plane, factor, full, self.upsampling))
 
-    def forward(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
-        """``samplings``: the inputs' per-component ``(v, h)`` factors when they are not the stage's own
-        (same colour space; only the ratios to the largest factor matter). The stage is the same module
-        for every layout of its colour space, so a model never builds a module while it runs."""
+    def _split(self, inputs: tuple[torch.Tensor, ...], samplings) -> tuple:
+        """``(coefficients, tables, component sizes, upsampling factors)`` of the inputs' layout."""
         k = len(inputs) // 2
-        coefficients, tables = inputs[:k], inputs[k:]
         if samplings is None or tuple(samplings) == self.samplings:
             sizes, factors = self.sizes, self.factors
         else:
             if len(samplings) != k:
                 raise ValueError(f"{len(samplings)} sampling factors for {k} component(s)")
             sizes, factors = component_layout((self.geometry.h, self.geometry.w), tuple(samplings))
+        return inputs[:k], inputs[k:], sizes, factors
+
+    def forward(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
+        """``samplings``: the inputs' per-component ``(v, h)`` factors when they are not the stage's own
+        (same colour space; only the ratios to the largest factor matter). The stage is the same module
+        for every layout of its colour space, so a model never builds a module while it runs."""
+        coefficients, tables, sizes, factors = self._split(inputs, samplings)
         planes = torch.stack([self._component(coefficients[j], tables[j], sizes[j], factors[j]) for j in self.used],
                              dim=1)
         n, hb, wb = planes.shape[0], planes.shape[-2], planes.shape[-1]
@@ -132,14 +136,7 @@ class JpegInputStage(DerivedMaps):
         """The same input as normalised pixels ``(N, C, h, w)`` — what :meth:`forward` gives before its
         block DCT — for networks whose first op is the inverse DCT (``convert(domains="pixels")``):
         dequantise, IDCT, upsample, ``A · ycc + d``, with no transform pair in between."""
-        k = len(inputs) // 2
-        coefficients, tables = inputs[:k], inputs[k:]
-        if samplings is None or tuple(samplings) == self.samplings:
-            sizes, factors = self.sizes, self.factors
-        else:
-            if len(samplings) != k:
-                raise ValueError(f"{len(samplings)} sampling factors for {k} component(s)")
-            sizes, factors = component_layout((self.geometry.h, self.geometry.w), tuple(samplings))
+        coefficients, tables, sizes, factors = self._split(inputs, samplings)
         dtype, full = self.mix.dtype, (self.geometry.h, self.geometry.w)
         planes = []
         for j in self.used:
