@@ -106,7 +106,7 @@ def fashion(args) -> dict:
         files.append(_save(big, int(rng.integers(50, 96)), layouts[int(rng.integers(0, 4))]))
     y = labels[pick]
     spatial = datasets.default_model()
-    jpeg_model = jpegfx.convert(spatial, 32).eval()
+    jpeg_model = jpegfx.convert(spatial, 32, domains=args.domains).eval()
     policy = Policy(resize=args.resize, crop=32, resample=args.resample)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(jpeg_model, Path(tmp) / "paper.onnx", preprocess=policy)
@@ -174,7 +174,7 @@ def photos(args) -> list[dict]:
         spatial = models.create_model(name, num_classes=1000)
         models.randomize_batchnorm(spatial, torch.Generator().manual_seed(args.seed))
         spatial.eval()
-        jpeg_model = jpegfx.convert(spatial, 224, normalize="imagenet").eval()
+        jpeg_model = jpegfx.convert(spatial, 224, normalize="imagenet", domains=args.domains).eval()
         policy = Policy.imagenet(224, resample=args.resample)
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(jpeg_model, Path(tmp) / f"{name}.onnx", preprocess=policy)
@@ -190,7 +190,8 @@ def photos(args) -> list[dict]:
                 ref = spatial(jpeg_model.spatial_prepare(coefs, policy)).numpy()
             b = np.concatenate([spatial_sess.run(None, {"x": pillow_pipeline(d, 256, 224, 3, IMAGENET, False)[None]})[0]
                                 for d in datas])
-            row = {"workload": "photos", "model": name, "images": len(files), "policy": policy.to_json(),
+            row = {"workload": "photos", "model": name, "domains": args.domains, "images": len(files),
+                   "policy": policy.to_json(),
                    "exactness_torch_max_rel": _rel(ta, ref), "exactness_onnx_max_rel": _rel(a, ref),
                    "top1_exact_vs_pixel_reference": float((a.argmax(1) == ref.argmax(1)).mean()),
                    "top1_agreement_vs_pillow": float((a.argmax(1) == b.argmax(1)).mean()),
@@ -242,6 +243,8 @@ def main(argv=None) -> int:
     for p in sub.choices.values():
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int, default=2)
+        p.add_argument("--domains", choices=["jpeg", "pixels"], default="jpeg",
+                       help="where the converted network keeps its values (see jpegfx.convert)")
         p.add_argument("--resample", choices=["bilinear"], default=None,
                        help="after the N/8 scaling, resample the shorter side to exactly S (default: no)")
     args = parser.parse_args(argv)
