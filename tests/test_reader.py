@@ -316,20 +316,35 @@ def test_a_reused_decompressor_reads_like_a_fresh_one():
             assert got.warnings == ()
 
 
-THREAD_EXIT_SCRIPT = textwrap.dedent(
-    """
-    import io, threading
-    import numpy as np
-    from PIL import Image
-    from jpegfx import reader
+RSS_PRELUDE = """
+import io, threading
+import numpy as np
+from PIL import Image
+from jpegfx import reader
+from jpegfx.errors import JpegError
 
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
 
+def jpeg(side):
     buf = io.BytesIO()
-    Image.fromarray(np.zeros((512, 512, 3), np.uint8)).save(buf, format="JPEG")
-    data = buf.getvalue()
+    Image.fromarray(np.zeros((side, side, 3), np.uint8)).save(buf, format="JPEG")
+    return buf.getvalue()
+"""
+
+
+def rss_growth(body: str) -> int:
+    """Bytes of RSS a fresh interpreter gains running ``body`` (after RSS_PRELUDE; ``body`` sets
+    ``start = rss()`` once warm and prints ``rss() - start`` at the end)."""
+    proc = subprocess.run([sys.executable, "-c", RSS_PRELUDE + textwrap.dedent(body)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return int(proc.stdout.split()[-1])
+
+
+THREAD_EXIT_BODY = """
+    data = jpeg(512)
     def one():
         reader.read_coefficients(data)
     for i in range(3000):
@@ -339,15 +354,12 @@ THREAD_EXIT_SCRIPT = textwrap.dedent(
         if i == 200:
             start = rss()
     print(rss() - start)
-    """
-)
+"""
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc to measure memory")
 def test_threads_that_exit_free_their_decompressor():
-    proc = subprocess.run([sys.executable, "-c", THREAD_EXIT_SCRIPT], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    growth = int(proc.stdout.split()[-1])
+    growth = rss_growth(THREAD_EXIT_BODY)
     assert growth < 8 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 2800 short-lived reading threads"
 
 
@@ -386,21 +398,8 @@ def test_forked_processes_and_threads_at_once_give_the_serial_answers():
 # --------------------------------------------------------------------------------------------
 # No memory kept after failures (regression: saved APP payloads leaked when the header failed)
 # --------------------------------------------------------------------------------------------
-LEAK_SCRIPT = textwrap.dedent(
-    """
-    import io, sys
-    import numpy as np
-    from PIL import Image
-    from jpegfx import reader
-    from jpegfx.errors import JpegError
-
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    buf = io.BytesIO()
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(buf, format="JPEG")
-    good = buf.getvalue()
+LEAK_BODY = """
+    good = jpeg(16)
     app = b"\\xff\\xe1\\xff\\xff" + bytes(65533)
     sof = good.find(b"\\xff\\xc0")
     bad = good[:2] + app * 47 + good[2:sof] + b"\\xff\\xc0\\x00\\x03\\x00"  # header fails after the APPs
@@ -412,15 +411,12 @@ LEAK_SCRIPT = textwrap.dedent(
         if i == 20:
             start = rss()
     print(rss() - start)
-    """
-)
+"""
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc to measure memory")
 def test_failed_reads_keep_no_memory():
-    proc = subprocess.run([sys.executable, "-c", LEAK_SCRIPT], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    growth = int(proc.stdout.split()[-1])
+    growth = rss_growth(LEAK_BODY)
     assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.0f} MB over 280 failed reads of a 3 MB file"
 
 
