@@ -28,7 +28,11 @@ pixel ops such as padding, and ops with no JPEG-domain lowering); the JSON lists
 Needs torchvision and timm, so it runs in ``.venv-thirdparty`` (``make setup-thirdparty``):
 
     .venv-thirdparty/bin/python tools/thirdparty_zoo.py [--models NAME ...] [--limit N]
-        [--sizes 224x224 257x193] [--onnx] [--json out.json] [--timeout 900] [--max-params 250] [-v]
+        [--sizes 224x224 257x193] [--onnx] [--json out.json [--resume]] [--timeout 900]
+        [--min-params 0] [--max-params 250] [-v]
+
+A long survey can run in parts: ``--json out.json --resume`` keeps the rows already in the file and
+surveys only the missing model/size pairs; ``--min-params`` leaves out the models a previous run covered.
 
 Model names: ``torchvision/NAME`` or ``timm/NAME``; a bare name is timm's if timm has it, else
 torchvision's. Progress goes to the log (stderr); stdout carries only the table and the totals.
@@ -345,10 +349,13 @@ def survey_one(name: str, model: nn.Module, size: tuple[int, int], images: list[
     return row
 
 
-def survey(names: list[str], sizes: list[tuple[int, int]], args: argparse.Namespace) -> Iterator[Row]:
-    """Rows for every model at every size, one model built at a time."""
+def survey(names: list[str], sizes: list[tuple[int, int]], args: argparse.Namespace,
+           done: frozenset[tuple[str, str]] = frozenset()) -> Iterator[Row]:
+    """Rows for every model at every size, one model built at a time; ``done`` (model, "HxW") pairs are skipped."""
     images = photos()
     for i, name in enumerate(names, 1):
+        if all((name, f"{h}x{w}") in done for h, w in sizes):
+            continue
         log.info("[%d/%d] %s", i, len(names), name)
         try:
             with time_limit(args.timeout):
@@ -358,6 +365,11 @@ def survey(names: list[str], sizes: list[tuple[int, int]], args: argparse.Namesp
                 yield Row(name, f"{size[0]}x{size[1]}", "crash", error=f"building: {type(exc).__name__}: {exc}")
             continue
         params = sum(p.numel() for p in model.parameters())
+        if params <= args.min_params * 1e6:
+            log.info("  %.0f M parameters <= --min-params %g M: left out", params / 1e6, args.min_params)
+            del model
+            gc.collect()
+            continue
         if params > args.max_params * 1e6:
             for size in sizes:
                 yield Row(name, f"{size[0]}x{size[1]}", "too large",
@@ -366,6 +378,8 @@ def survey(names: list[str], sizes: list[tuple[int, int]], args: argparse.Namesp
             gc.collect()
             continue
         for size in sizes:
+            if (name, f"{size[0]}x{size[1]}") in done:
+                continue
             start = time.perf_counter()
             try:
                 with time_limit(args.timeout):
@@ -408,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-params", type=float, default=250,
                         help="skip models with more parameters, in millions (default 250: conversion peaks at ~4x "
                              "the model's memory)")
+    parser.add_argument("--min-params", type=float, default=0,
+                        help="leave out models with at most this many parameters, in millions (default 0)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows already in --json and survey only the missing model/size pairs")
     parser.add_argument("--num-classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=int, default=900, help="seconds per model and size (0: none)")
@@ -429,9 +447,18 @@ def main(argv: list[str] | None = None) -> int:
         names = names[:args.limit]
     log.info("%d model(s) at %s", len(names), ", ".join(f"{h}x{w}" for h, w in args.sizes))
 
-    print(format_row(HEADER), flush=True)
     rows = []
-    for row in survey(names, args.sizes, args):
+    if args.resume:
+        if not args.json:
+            parser.error("--resume needs --json")
+        if Path(args.json).exists():
+            rows = [Row(**r) for r in json.loads(Path(args.json).read_text())]
+            log.info("resuming: %d row(s) already in %s", len(rows), args.json)
+    done = frozenset((r.model, r.size) for r in rows)
+    print(format_row(HEADER), flush=True)
+    for row in rows:
+        print(format_row(row.cells()), flush=True)
+    for row in survey(names, args.sizes, args, done):
         rows.append(row)
         print(format_row(row.cells()), flush=True)
         if args.json:  # after every row: a run killed for memory keeps what it had
