@@ -204,12 +204,15 @@ def _load_weights(model: nn.Module, weights: Path) -> None:
                          f"(e.g. {result.unexpected_keys[:2]})")
 
 
-def load_model(spec: str, channels: int | None, weights: Path | None) -> nn.Module:
-    """A zoo name or ``module:factory``; weights are a state_dict read with ``weights_only=True``."""
+def load_model(spec: str, channels: int | None, weights: Path | None, num_classes: int | None = None) -> nn.Module:
+    """A zoo name (built with ``channels`` and ``num_classes`` when given) or ``module:factory``; weights
+    are a state_dict read with ``weights_only=True``."""
     if ":" in spec:
         model = _factory_model(spec)
     else:
         options = {} if channels is None else {"in_channels": channels}
+        if num_classes is not None:
+            options["num_classes"] = num_classes
         model = models.create_model(spec, **options)
     if weights is not None:
         _load_weights(model, weights)
@@ -607,6 +610,65 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------------------------
+# train
+# --------------------------------------------------------------------------------------------
+def cmd_train(args: argparse.Namespace) -> int:
+    from jpegfx import data
+    from jpegfx import train as _train
+
+    size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
+    policy = None
+    if args.resize is not None:
+        resize = round(max(size) * 8 / 7) if args.resize == "auto" else args.resize
+        policy = _preprocess.Policy(resize=resize, crop=size, resample="bilinear")
+    augment_names = [] if args.augment == "none" else args.augment.split(",")
+    unknown = sorted(set(augment_names) - {"crop", "flip"})
+    if unknown:
+        raise UsageError(f"--augment: unknown augmentation(s) {', '.join(unknown)} (crop, flip or none)")
+    if "crop" in augment_names and policy is None:
+        raise UsageError("--augment crop changes the image size: give --resize (the policy that brings each crop to "
+                         "the input size)")
+    augment = [data.RandomCrop() if name == "crop" else data.RandomFlip() for name in augment_names]
+    train_set = data.JpegFolder(args.train, augment=augment, seed=args.seed, on_error=args.on_error)
+    val_set = data.JpegFolder(args.val, classes=train_set.classes, on_error=args.on_error) if args.val else None
+    torch.manual_seed(args.seed)  # the same initial weights in every process and every run with this seed
+    model = load_model(args.model, args.channels, args.weights, num_classes=len(train_set.classes))
+    options = _train.TrainOptions(
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
+        label_smoothing=args.label_smoothing, freeze_bn=args.freeze_bn, workers=args.workers, seed=args.seed,
+        max_steps=args.max_steps)
+    with _Status() as status:
+        def progress(epoch: int, step: int, steps: int, loss: float) -> None:
+            done = int(24 * step / steps)
+            status.show(f"epoch {epoch + 1}/{args.epochs} [{'#' * done}{'.' * (24 - done)}] {step}/{steps} "
+                        f"loss {loss:.4f}")
+
+        result = _train.fit(model, train_set, input_size=size, relu=args.relu, frequencies=args.frequencies,
+                            normalize=args.normalize, policy=policy, val_data=val_set, options=options,
+                            out_dir=args.out_dir, resume=args.resume, onnx=args.onnx, device=args.device,
+                            progress=progress)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        print(json.dumps({"classes": train_set.classes, "train_files": len(train_set),
+                          "val_files": len(val_set) if val_set else 0, "input_size": list(size),
+                          "policy": policy.to_json() if policy else None, "relu": args.relu,
+                          "frequencies": args.frequencies, "history": result.history, "files": result.files}, indent=2))
+        return 0
+    print(f"trained {args.model} in the JPEG domain ({args.relu} ReLU"
+          f"{'' if args.relu == 'exact' else f', k={args.frequencies}'}) on {len(train_set)} files of "
+          f"{len(train_set.classes)} classes at {size[0]}x{size[1]}")
+    for row in result.history:
+        val = "" if row["val_top1"] is None else f", val loss {row['val_loss']:.4f} top-1 {100 * row['val_top1']:.2f}%"
+        print(f"  epoch {row['epoch']}: loss {row['train_loss']:.4f} top-1 {100 * row['train_top1']:.2f}%{val}, "
+              f"{row['images_per_s']:.0f} images/s")
+    for kind, path in result.files.items():
+        print(f"  {kind}: {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------------------------
 # The parser and main
 # --------------------------------------------------------------------------------------------
 DOMAINS_HELP = ("where values live between ops: jpeg (default, the paper's design: every op lowered to "
@@ -719,6 +781,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime comparison")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("train", help="train or fine-tune a model in the JPEG domain on folders of JPEG files",
+                       description="Convert a spatial model in train mode and train it on the coefficients of a "
+                                   "class-per-folder set of JPEG files (never decoded); write the trained weights as "
+                                   "the spatial model's state_dict, a checkpoint per epoch and a CSV/JSON log. Under "
+                                   "torchrun it trains with DistributedDataParallel (gloo on CPU, NCCL on GPUs).")
+    p.add_argument("train", type=Path, help="training folder: one subfolder of JPEG files per class")
+    p.add_argument("--val", type=Path, help="held-out folder with the same class subfolders")
+    p.add_argument("--model", default="paper", help="a zoo name or module:factory (default paper)")
+    p.add_argument("--weights", type=Path, help="a state_dict file to start from (loaded with weights_only=True)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="input channels of a zoo model")
+    p.add_argument("--input-size", type=_size, help="HxW (default: the model's native size)")
+    p.add_argument("--resize", type=_resize, metavar="S|auto",
+                   help="files of any size: scale each by N/8 and bilinear resampling to a shorter side of S (auto: "
+                        "8/7 of the input size), then centre-crop to the input size, in the coefficients; without "
+                        "it every file must have the input size")
+    p.add_argument("--augment", default="flip", metavar="crop,flip|none",
+                   help="lossless coefficient-domain augmentations: crop (random MCU-aligned crop, needs --resize), "
+                        "flip (random left-right mirror); default flip")
+    p.add_argument("--normalize", type=_normalize, default="none", metavar="none|imagenet|MEAN,STD")
+    p.add_argument("--relu", choices=["exact", "asm", "apx"], default="exact")
+    p.add_argument("--frequencies", type=_frequency, default=MAX_FREQUENCIES)
+    p.add_argument("--epochs", type=_positive, default=1)
+    p.add_argument("--batch-size", type=_positive, default=64, help="the global batch (split over torchrun's processes)")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"], default="sgd")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--schedule", choices=["cosine", "onecycle", "constant"], default="cosine")
+    p.add_argument("--warmup", type=float, default=0.0, metavar="EPOCHS", help="linear warm-up (cosine schedule)")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--freeze-bn", action="store_true", help="BN layers use their running statistics (fine-tuning)")
+    p.add_argument("--workers", type=_non_negative, default=0, help="DataLoader worker processes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=_positive, help="stop after this many optimiser steps")
+    p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
+                   help="stop at the first unreadable file (default) or leave such files out of their batch")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--out-dir", type=Path, default=Path("train-out"),
+                   help="where model.pt, checkpoint.pt, log.csv and log.json go (default train-out/)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")
+    p.add_argument("--onnx", action="store_true", help="also export the trained model to OUT_DIR/model.onnx")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("demo", help="the built-in default: convert, verify, export and predict on shipped JPEGs",
                        description="Convert the shipped paper network (trained on Fashion-MNIST), verify it on the "

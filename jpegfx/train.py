@@ -1,0 +1,478 @@
+"""Training and fine-tuning in the JPEG domain, on folders of JPEG files, in one or many processes.
+
+:func:`fit` takes a *spatial* model, converts it in train mode (``jpegfx.convert`` keeps the spatial
+kernels, BN weights and linear layers as the trainable parameters and builds every JPEG-domain map
+from them, differentiably; BN computes batch statistics from DC and Parseval), and trains it on a
+:class:`~jpegfx.data.JpegFolder` read as coefficients — never decoded. What comes out:
+
+* the trained weights as the spatial model's own ``state_dict`` (loaded into ``model`` in place and
+  written to ``out_dir/model.pt``): the converted network keeps the spatial module names, so its
+  parameters and buffers map back name for name; before anything is written the spatial model with
+  those weights is run against the JPEG-domain model on a training batch, and a mismatch raises
+  :class:`~jpegfx.errors.ConversionError` instead of saving weights that compute something else;
+* a checkpoint per epoch (``out_dir/checkpoint.pt``: model, optimiser, schedule, epoch; read back
+  with ``weights_only=True``), from which ``resume=True`` continues;
+* a log of loss, accuracy, learning rate and images per second per epoch (``log.csv``, ``log.json``);
+* optionally the trained model converted for inference (eval mode) and exported to ONNX
+  (``model.onnx``), with the evaluation policy as its preprocessing.
+
+**Scale-out** uses PyTorch's own engine: run the same code under ``torchrun`` and :func:`fit` joins
+the process group (gloo on CPU, NCCL on GPUs), wraps the model in ``DistributedDataParallel`` and
+shards every epoch with a ``DistributedSampler``. ``batch_size`` is the *global* batch (each of the
+``world`` processes takes ``batch_size / world``); DDP averages the processes' gradients, so one
+step equals one step on the whole batch in one process when the network's outputs do not depend on
+the rest of the batch — true with ``freeze_bn`` (BN uses its running statistics, as usual when
+fine-tuning); in train-mode BN each process normalises its own share, as ``nn.BatchNorm2d`` does
+under DDP. One process also draws its batches through a ``DistributedSampler`` (of one replica), so
+the order of samples is the same for every process count; the augmentations of an item depend only
+on (seed, epoch, index) (:mod:`jpegfx.data.dataset`).
+
+The library logs; ``progress(epoch, step, steps, loss)`` is called after every step for a caller that
+draws a progress bar (``jpegfx train`` does).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from jpegfx import jpeg as jpeg_io
+from jpegfx.convert import JpegModel, convert
+from jpegfx.data.dataset import Collate, JpegFolder
+from jpegfx.errors import ConversionError, UsageError
+from jpegfx.preprocess import Policy
+from jpegfx.transforms import MAX_FREQUENCIES, from_dct
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainOptions", "FitResult", "fit", "evaluate", "spatial_state_dict", "make_optimizer",
+           "make_schedule", "make_loader", "OPTIMIZERS", "SCHEDULES"]
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "onecycle", "constant")
+CHECKPOINT = "checkpoint.pt"
+WEIGHTS = "model.pt"
+LOG_FIELDS = ("epoch", "steps", "lr", "train_loss", "train_top1", "val_loss", "val_top1", "images_per_s", "seconds")
+
+
+@dataclass
+class TrainOptions:
+    """How to train. ``batch_size`` is the global batch (split over ``torchrun``'s processes);
+    ``schedule``: "cosine" (linear warm-up for ``warmup_epochs``, then cosine to 0), "onecycle"
+    (PyTorch's ``OneCycleLR`` with ``lr`` as its peak) or "constant"; ``freeze_bn`` runs every BN
+    layer on its running statistics (its affine weights still learn); ``max_steps`` stops early
+    (smoke runs, tests)."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    freeze_bn: bool = False
+    workers: int = 0
+    seed: int = 0
+    max_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise UsageError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1 or self.workers < 0:
+            raise UsageError("lr must be > 0, weight_decay >= 0, momentum in [0, 1) and workers >= 0")
+        if not 0 <= self.label_smoothing < 1 or self.warmup_epochs < 0:
+            raise UsageError("label_smoothing must be in [0, 1) and warmup_epochs >= 0")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainOptions":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+@dataclass
+class FitResult:
+    """``model``: the spatial model with the trained weights (the caller's, updated in place);
+    ``jpeg_model``: the JPEG-domain model they were trained in; ``history``: one dict per epoch
+    (:data:`LOG_FIELDS`); ``files``: what was written, by kind."""
+
+    model: nn.Module
+    jpeg_model: JpegModel
+    history: list[dict] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _World:
+    rank: int
+    size: int
+    device: torch.device
+    owned: bool  # this call created the process group and destroys it at the end
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _join_world(device: str | None) -> _World:
+    """The process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1), joined here
+    unless the caller already did; one process otherwise."""
+    owned = False
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"
+        dist.init_process_group(backend)
+        owned = True
+    rank, size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device = f"cuda:{local}"
+    return _World(rank, size, torch.device(device), owned)
+
+
+def _to(x, device: torch.device):
+    if isinstance(x, jpeg_io.JpegBatch):
+        comps = tuple(jpeg_io.Component(c.coefficients.to(device), c.qtable.to(device), c.size, c.sampling)
+                      for c in x.components)
+        return jpeg_io.JpegBatch(comps, x.size, x.color_space)
+    return x.to(device)
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks (public so that a spatial twin can be trained the same way)
+# --------------------------------------------------------------------------------------------
+def make_loader(data: JpegFolder, collate: Collate, options: TrainOptions, *, rank: int = 0, world: int = 1,
+                train: bool = True) -> torch.utils.data.DataLoader:
+    """Batches of ``options.batch_size / world`` for process ``rank``: shuffled by a
+    ``DistributedSampler`` (seeded; call ``loader.sampler.set_epoch``) and dropping the last
+    incomplete batch when ``train``; in order, every item once, otherwise."""
+    if options.batch_size % world:
+        raise UsageError(f"the batch size {options.batch_size} is not a multiple of the {world} processes")
+    local = options.batch_size // world
+    if train:
+        sampler = torch.utils.data.distributed.DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True,
+                                                                  seed=options.seed, drop_last=False)
+    else:
+        sampler = torch.utils.data.SequentialSampler(data)
+    return torch.utils.data.DataLoader(data, batch_size=local, sampler=sampler, num_workers=options.workers,
+                                       collate_fn=collate, drop_last=train, persistent_workers=False)
+
+
+def make_optimizer(model: nn.Module, options: TrainOptions) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if options.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=options.lr, momentum=options.momentum, weight_decay=options.weight_decay,
+                               nesterov=options.momentum > 0)
+    return torch.optim.AdamW(params, lr=options.lr, weight_decay=options.weight_decay)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, options: TrainOptions, steps_per_epoch: int):
+    total = max(1, options.epochs * steps_per_epoch)
+    if options.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=options.lr, total_steps=total)
+    if options.schedule == "constant":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, _Constant())
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _WarmupCosine(int(options.warmup_epochs * steps_per_epoch), total))
+
+
+class _Constant:
+    def __call__(self, step: int) -> float:
+        return 1.0
+
+
+@dataclass(frozen=True)
+class _WarmupCosine:
+    warmup: int
+    total: int
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def _batchnorms(model: nn.Module) -> list[nn.Module]:
+    from jpegfx.ops.batchnorm import JpegBatchNorm2d
+
+    return [m for m in model.modules() if isinstance(m, (nn.modules.batchnorm._BatchNorm, JpegBatchNorm2d))]
+
+
+def _set_mode(model: nn.Module, training: bool, freeze_bn: bool) -> None:
+    model.train(training)
+    if training and freeze_bn:
+        for bn in _batchnorms(model):
+            bn.eval()
+
+
+# --------------------------------------------------------------------------------------------
+# Weights back to the spatial model
+# --------------------------------------------------------------------------------------------
+def spatial_state_dict(jpeg_model: JpegModel, model: nn.Module) -> dict[str, torch.Tensor]:
+    """The JPEG-domain model's parameters and buffers under ``model``'s ``state_dict`` names (detached
+    copies on the CPU). The converted network keeps the spatial module paths; a name it does not have
+    or a shape that differs raises :class:`~jpegfx.errors.ConversionError` listing every one."""
+    ours = jpeg_model.network.state_dict()
+    out, problems = {}, []
+    for name, value in model.state_dict().items():
+        mine = ours.get(name)
+        if mine is None:
+            problems.append(f"{name} (not in the converted model)")
+        elif mine.shape != value.shape:
+            problems.append(f"{name} (shape {tuple(mine.shape)} vs {tuple(value.shape)})")
+        else:
+            out[name] = mine.detach().to("cpu", value.dtype).clone()
+    if problems:
+        raise ConversionError("the trained weights do not map back to the spatial model: " + "; ".join(problems))
+    return out
+
+
+def _check_weights(jpeg_model: JpegModel, model: nn.Module, x) -> float:
+    """Max relative difference of the spatial model (with the trained weights, eval mode) and the
+    JPEG-domain model (eval mode) on input ``x``; :class:`ConversionError` beyond float rounding in an
+    exact mode."""
+    was = jpeg_model.training
+    jpeg_model.eval()
+    model.eval()
+    try:
+        with torch.no_grad():
+            ours = jpeg_model(x)
+            pixels = (jpeg_model.spatial_input(x) if isinstance(x, jpeg_io.JpegBatch)
+                      else from_dct(x, tuple(jpeg_model.spec.input_size)))
+            theirs = model(pixels.to(next(model.parameters()).device))
+    finally:
+        jpeg_model.train(was)
+    ours, theirs = ours.double().cpu(), theirs.double().cpu()
+    rel = float((ours - theirs).abs().max() / theirs.abs().max().clamp_min(1e-30))
+    exact = jpeg_model.spec.relu == "exact"
+    bound = 1e-4 if jpeg_model.dtype == torch.float32 else 1e-9  # logits after a deep network, not one op
+    if exact and rel > bound:
+        raise ConversionError(f"the spatial model with the trained weights does not compute the trained JPEG-domain "
+                              f"model (max relative difference {rel:.2e} > {bound:.0e}); nothing was saved")
+    return rel
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation and training
+# --------------------------------------------------------------------------------------------
+def evaluate(jpeg_model: nn.Module, data: JpegFolder, collate: Collate, *, batch_size: int = 64,
+             workers: int = 0, device: torch.device | str = "cpu") -> tuple[float, float, int]:
+    """``(mean loss, top-1 accuracy, images)`` of ``jpeg_model`` in eval mode over ``data``."""
+    loader = make_loader(data, collate, TrainOptions(batch_size=batch_size, workers=workers), train=False)
+    was = jpeg_model.training
+    jpeg_model.eval()
+    loss = correct = count = 0.0
+    try:
+        with torch.no_grad():
+            for x, labels in loader:
+                logits = jpeg_model(_to(x, device)).float().cpu()
+                loss += float(F.cross_entropy(logits, labels, reduction="sum"))
+                correct += int((logits.argmax(1) == labels).sum())
+                count += len(labels)
+    finally:
+        jpeg_model.train(was)
+    return loss / max(count, 1), correct / max(count, 1), int(count)
+
+
+def fit(model: nn.Module, train_data: JpegFolder, *, input_size: tuple[int, int] | int,
+        relu: str = "exact", frequencies: int = MAX_FREQUENCIES, normalize=None, policy: Policy | None = None,
+        val_data: JpegFolder | None = None, val_policy: Policy | None = None,
+        options: TrainOptions | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
+        onnx: bool = False, device: str | None = None,
+        progress: Callable[[int, int, int, float], None] | None = None) -> FitResult:
+    """Train ``model`` in the JPEG domain on ``train_data`` (see the module docstring).
+
+    ``input_size``: the network's input size — the files' own size without ``policy``, else the
+    policy's crop. ``relu``/``frequencies``: the activation mode the network trains with ("exact",
+    "asm", "apx", k = 1 … 15). ``normalize``: the spatial model's input normalisation ("imagenet",
+    ``(mean, std)`` or ``None`` for ``x/255``). ``val_policy`` defaults to ``policy`` without
+    randomness (the collate applies no augmentation; ``val_data`` should have none).
+    """
+    options = options or TrainOptions()
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"fit needs a torch.nn.Module, got {type(model).__name__}")
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
+    if policy is not None and policy.crop is not None and tuple(policy.crop) != size:
+        raise UsageError(f"the policy crops {policy.crop[0]}x{policy.crop[1]}, the network trains at {size[0]}x{size[1]}")
+    out = Path(out_dir) if out_dir is not None else None
+    if resume and (out is None or not (out / CHECKPOINT).exists()):
+        raise UsageError(f"{out / CHECKPOINT if out else 'resume'}: no checkpoint to resume from (resume needs the "
+                         "output folder of the run to continue)")
+    world = _join_world(device)
+    try:
+        return _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data,
+                    val_policy if val_policy is not None else policy, options, out, resume, onnx, world, progress)
+    finally:
+        if world.owned:
+            dist.destroy_process_group()
+
+
+def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data, val_policy, options, out, resume,
+         onnx, world, progress) -> FitResult:
+    torch.manual_seed(options.seed)
+    start = time.perf_counter()
+    jpeg_model = convert(copy.deepcopy(model).train(), size, relu=relu, frequencies=frequencies, normalize=normalize,
+                         any_size=False)
+    log.info("converted %s for training at %dx%d in %.1f s", type(model).__name__, *size, time.perf_counter() - start)
+    jpeg_model.to(world.device)
+    collate = Collate.for_model(jpeg_model, policy)
+    val_collate = Collate.for_model(jpeg_model, val_policy)
+    loader = make_loader(train_data, collate, options, rank=world.rank, world=world.size)
+    if len(loader) == 0:
+        raise UsageError(f"{len(train_data)} training files do not fill one batch of {options.batch_size}")
+    net: nn.Module = jpeg_model
+    if world.size > 1:
+        net = nn.parallel.DistributedDataParallel(
+            jpeg_model, device_ids=[world.device.index] if world.device.type == "cuda" else None)
+    optimizer = make_optimizer(jpeg_model, options)
+    schedule = make_schedule(optimizer, options, len(loader))
+    history: list[dict] = []
+    first_epoch = 0
+    if out is not None and world.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if resume:
+        first_epoch, history = _load_checkpoint(out, jpeg_model, optimizer, schedule, options)
+    step = first_epoch * len(loader)
+    sample = None
+    for epoch in range(first_epoch, options.epochs):
+        if options.max_steps is not None and step >= options.max_steps:
+            break
+        train_data.set_epoch(epoch)
+        loader.sampler.set_epoch(epoch)
+        _set_mode(jpeg_model, True, options.freeze_bn)
+        began, seen, loss_sum, correct, batches = time.perf_counter(), 0, 0.0, 0, 0
+        for x, labels in loader:
+            if options.max_steps is not None and step >= options.max_steps:
+                break
+            if sample is None:
+                sample = x
+                if isinstance(x, jpeg_io.JpegBatch) and tuple(x.size) != size:
+                    raise UsageError(f"the training files are {x.size[0]}x{x.size[1]}, the network trains at "
+                                     f"{size[0]}x{size[1]}: bring them to that size with a policy (--resize)")
+            x, labels = _to(x, world.device), labels.to(world.device)
+            logits = net(x)
+            if logits.dim() != 2 or logits.shape[1] != len(train_data.classes):
+                raise UsageError(f"the model gives {tuple(logits.shape[1:])} outputs per image, the training data has "
+                                 f"{len(train_data.classes)} classes: give the model one output per class")
+            loss = F.cross_entropy(logits, labels, label_smoothing=options.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            batches += 1
+            seen += len(labels)
+            loss_sum += loss.item() * len(labels)
+            correct += int((logits.detach().argmax(1) == labels).sum())
+            if progress is not None and world.main:
+                progress(epoch, batches, len(loader), loss.item())
+        seconds = time.perf_counter() - began
+        if batches < len(loader):  # stopped by max_steps: no checkpoint of a partial epoch
+            log.info("stopped after %d of epoch %d's %d steps (max_steps)", batches, epoch + 1, len(loader))
+            break
+        row = {"epoch": epoch + 1, "steps": step, "lr": optimizer.param_groups[0]["lr"],
+               "train_loss": loss_sum / max(seen, 1), "train_top1": correct / max(seen, 1),
+               "val_loss": None, "val_top1": None, "images_per_s": seen * world.size / max(seconds, 1e-9),
+               "seconds": seconds}
+        if val_data is not None and world.main:
+            row["val_loss"], row["val_top1"], _ = evaluate(jpeg_model, val_data, val_collate,
+                                                           batch_size=options.batch_size, workers=options.workers,
+                                                           device=world.device)
+        history.append(row)
+        log.info("epoch %d: loss %.4f, top-1 %.4f, val top-1 %s, %.0f images/s", row["epoch"], row["train_loss"],
+                 row["train_top1"], "-" if row["val_top1"] is None else f"{row['val_top1']:.4f}", row["images_per_s"])
+        if out is not None and world.main:
+            _save_checkpoint(out, jpeg_model, optimizer, schedule, epoch + 1, history, options)
+            _write_log(out, history)
+        if world.size > 1:
+            dist.barrier()
+    result = FitResult(model, jpeg_model, history)
+    if world.main:
+        state = spatial_state_dict(jpeg_model, model)
+        trained = copy.deepcopy(model).to(world.device)
+        trained.load_state_dict(state, strict=True)
+        if sample is not None:
+            _check_weights(jpeg_model, trained, _to(sample, world.device))
+        model.load_state_dict(state, strict=True)
+        if out is not None:
+            torch.save(state, out / WEIGHTS)
+            result.files["weights"] = str(out / WEIGHTS)
+            result.files["checkpoint"] = str(out / CHECKPOINT)
+            result.files["log"] = str(out / "log.csv")
+            if onnx:
+                result.files["onnx"] = _export(model, jpeg_model, val_policy, out)
+    if world.size > 1:
+        dist.barrier()
+    return result
+
+
+def _export(model: nn.Module, jpeg_model: JpegModel, policy: Policy | None, out: Path) -> str:
+    from jpegfx.export import export_onnx
+
+    spec = jpeg_model.spec
+    inference = convert(copy.deepcopy(model).cpu().eval(), tuple(spec.input_size), relu=spec.relu,
+                        frequencies=spec.frequencies, normalize=spec.normalize, upsampling=spec.upsampling,
+                        any_size=False, in_channels=spec.channels)
+    path = out / "model.onnx"
+    export_onnx(inference, path, preprocess=policy)
+    return str(path)
+
+
+def _save_checkpoint(out: Path, jpeg_model, optimizer, schedule, epochs_done: int, history, options) -> None:
+    state = {"model": jpeg_model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "epoch": epochs_done, "history": json.dumps(history), "options": json.dumps(asdict(options))}
+    tmp = out / (CHECKPOINT + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(out / CHECKPOINT)  # a run killed while writing keeps the previous checkpoint
+
+
+def _load_checkpoint(out: Path, jpeg_model, optimizer, schedule, options) -> tuple[int, list[dict]]:
+    path = out / CHECKPOINT
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        jpeg_model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        saved = TrainOptions.from_dict(json.loads(state["options"]))
+        history = json.loads(state["history"])
+        epoch = int(state["epoch"])
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise UsageError(f"{path}: not a checkpoint of this model ({str(exc).splitlines()[0]})") from None
+    changed = [f.name for f in fields(TrainOptions)
+               if f.name not in ("epochs", "workers", "max_steps") and getattr(saved, f.name) != getattr(options, f.name)]
+    if changed:
+        raise UsageError(f"{path}: the run was started with other options ({', '.join(changed)}); "
+                         "resume with the same ones")
+    log.info("resuming after epoch %d from %s", epoch, path)
+    return epoch, history
+
+
+def _write_log(out: Path, history: list[dict]) -> None:
+    with open(out / "log.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=LOG_FIELDS)
+        writer.writeheader()
+        writer.writerows(history)
+    (out / "log.json").write_text(json.dumps(history, indent=2) + "\n")

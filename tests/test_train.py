@@ -1,0 +1,276 @@
+"""Training in the JPEG domain (jpegfx.train, ``jpegfx train``) on folders of JPEG files.
+
+* fine-tuning with exact ReLU equals spatial fine-tuning of the same model on the float decode of the
+  same files, step for step (torch's own SGD and autograd on the spatial side);
+* the saved weights are the spatial model's ``state_dict`` (``strict=True``), and a checkpoint resumes
+  to the same weights as an uninterrupted run;
+* two processes under ``torchrun`` (gloo) equal one process with the same global batch and seed;
+* photos of any size through a policy, trained, exported and served by onnxruntime.
+"""
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from conftest import RTOL, package_file
+from jpegfx import models
+from jpegfx import train as jt
+from jpegfx.cli import main
+from jpegfx.data import Collate, JpegFolder, RandomCrop, RandomFlip
+from jpegfx.errors import UsageError
+from jpegfx.preprocess import Policy
+from jpegfx.reader import read_coefficients
+
+CLASSES = 3
+
+
+def _write(path, pixels: np.ndarray, quality: int, subsampling: int | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    options = {} if subsampling is None else {"subsampling": subsampling}
+    image.save(path, format="JPEG", quality=quality, **options)
+
+
+@pytest.fixture(scope="module")
+def gray_folder(tmp_path_factory):
+    """32×32 gray JPEGs in three class folders, 8 per class, textures a small network can tell apart."""
+    root = tmp_path_factory.mktemp("gray") / "train"
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:32, 0:32]
+    for label in range(CLASSES):
+        for i in range(8):
+            stripes = np.sin((xx if label == 0 else yy if label == 1 else xx + yy) * (0.4 + 0.1 * i))
+            pixels = np.clip(128 + 90 * stripes + rng.normal(0, 20, (32, 32)), 0, 255).astype(np.uint8)
+            _write(root / f"class{label}" / f"{i}.jpg", pixels, quality=70 + 3 * i)
+    return root
+
+
+def _weights_close(a: dict, b: dict, rtol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k].is_floating_point():
+            scale = b[k].abs().max().clamp_min(1e-30)
+            assert (a[k] - b[k]).abs().max() <= rtol * scale, k
+
+
+def test_finetuning_matches_spatial_step_for_step(gray_folder):
+    """float64, exact ReLU, train-mode BN: each SGD step of the JPEG-domain model (on quantised
+    coefficients) gives the weights the spatial model gets on the float decode of the same files."""
+    torch.manual_seed(1)
+    spatial = models.paper(num_classes=CLASSES).double().train()
+    start = {k: v.clone() for k, v in spatial.state_dict().items()}
+    options = jt.TrainOptions(batch_size=8, lr=0.05, weight_decay=1e-3, schedule="constant", seed=3)
+    jpeg_model = jt.convert(models.paper(num_classes=CLASSES).double().train(), 32, any_size=False)
+    jpeg_model.network.load_state_dict(start)
+    data = JpegFolder(gray_folder, augment=[RandomFlip()], seed=3)
+    loader = jt.make_loader(data, Collate.for_model(jpeg_model), options)
+    loader.sampler.set_epoch(0)
+    jopt, sopt = jt.make_optimizer(jpeg_model, options), jt.make_optimizer(spatial, options)
+    assert len(loader) == 3
+    for batch, labels in loader:
+        for model, opt, x in ((jpeg_model, jopt, batch), (spatial, sopt, jpeg_model.spatial_input(batch))):
+            opt.zero_grad()
+            F.cross_entropy(model(x), labels).backward()
+            opt.step()
+        _weights_close(jt.spatial_state_dict(jpeg_model, spatial), spatial.state_dict(), RTOL[torch.float64])
+    moved = max(float((spatial.state_dict()[k] - start[k]).abs().max()) for k in start if start[k].is_floating_point())
+    assert moved > 1e-3  # the steps changed the weights
+
+    # fit() does the same three steps
+    torch.manual_seed(1)
+    fresh = models.paper(num_classes=CLASSES).double()
+    fresh.load_state_dict(start)
+    result = jt.fit(fresh, JpegFolder(gray_folder, augment=[RandomFlip()], seed=3), input_size=32, options=options)
+    assert result.model is fresh and len(result.history) == 1 and result.history[0]["steps"] == 3
+    _weights_close(fresh.state_dict(), spatial.state_dict(), RTOL[torch.float64])
+
+
+def test_saved_weights_load_into_the_original_class(gray_folder, tmp_path):
+    torch.manual_seed(0)
+    model = models.paper(num_classes=CLASSES)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    options = jt.TrainOptions(epochs=2, batch_size=8, lr=0.05)
+    result = jt.fit(model, JpegFolder(gray_folder), input_size=32, val_data=JpegFolder(gray_folder),
+                    options=options, out_dir=tmp_path)
+    state = torch.load(tmp_path / "model.pt", weights_only=True)
+    fresh = models.paper(num_classes=CLASSES)
+    fresh.load_state_dict(state, strict=True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, fresh.state_dict()[k]), k
+    assert any(not torch.equal(before[k], state[k]) for k in state if state[k].is_floating_point())
+    assert state["bn1.num_batches_tracked"] == 2 * 3  # train-mode BN ran every step
+    rows = json.loads((tmp_path / "log.json").read_text())
+    assert [r["epoch"] for r in rows] == [1, 2] and all(0 <= r["val_top1"] <= 1 for r in rows)
+    csv = (tmp_path / "log.csv").read_text().splitlines()
+    assert csv[0].split(",") == list(jt.LOG_FIELDS) and len(csv) == 3
+    assert result.history == rows
+
+
+def test_resume_gives_the_uninterrupted_weights(gray_folder, tmp_path):
+    options = dict(epochs=3, batch_size=8, lr=0.05, momentum=0.9, schedule="cosine", warmup_epochs=1)
+    data = dict(augment=[RandomFlip()], seed=7)
+
+    def run(out, resume=False, **extra):
+        torch.manual_seed(0)
+        model = models.paper(num_classes=CLASSES)
+        jt.fit(model, JpegFolder(gray_folder, **data), input_size=32, options=jt.TrainOptions(**options, **extra),
+               out_dir=out, resume=resume)
+        return model.state_dict()
+
+    whole = run(tmp_path / "whole")
+    run(tmp_path / "parts", max_steps=3)  # one epoch of 3 steps, then stop
+    assert json.loads((tmp_path / "parts" / "log.json").read_text())[-1]["epoch"] == 1
+    resumed = run(tmp_path / "parts", resume=True)
+    for k in whole:
+        assert torch.equal(whole[k], resumed[k]), k
+    with pytest.raises(UsageError, match="other options .*lr"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32,
+               options=jt.TrainOptions(**{**options, "lr": 0.1}), out_dir=tmp_path / "parts", resume=True)
+    with pytest.raises(UsageError, match="no checkpoint"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32, out_dir=tmp_path / "none",
+               resume=True)
+
+
+def test_workers_do_not_change_training(gray_folder):
+    def run(workers):
+        torch.manual_seed(0)
+        model = models.paper(num_classes=CLASSES)
+        jt.fit(model, JpegFolder(gray_folder, augment=[RandomFlip()], seed=2), input_size=32,
+               options=jt.TrainOptions(batch_size=8, workers=workers))
+        return model.state_dict()
+
+    serial, parallel = run(0), run(2)
+    for k in serial:
+        assert torch.equal(serial[k], parallel[k]), k
+
+
+def test_asm_training_runs_and_maps_back(gray_folder):
+    """An approximate ReLU trains the same parameters (the spatial kernels) through its JPEG-domain maps."""
+    torch.manual_seed(0)
+    model = models.paper(num_classes=CLASSES)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = jt.fit(model, JpegFolder(gray_folder), input_size=32, relu="asm", frequencies=4,
+                    options=jt.TrainOptions(batch_size=8, lr=0.05))
+    assert result.jpeg_model.spec.relu == "asm" and result.jpeg_model.spec.frequencies == 4
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+    assert not torch.equal(before["conv1.weight"], model.state_dict()["conv1.weight"])
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_equal_one(gray_folder, tmp_path):
+    """The acceptance test: 2 processes (gloo, CPU) and 1 process, same global batch and seed, a few
+    steps (BN frozen: each process would otherwise normalise by its own half of the batch)."""
+    common = [str(gray_folder), "--batch-size", "8", "--epochs", "2", "--lr", "0.05", "--freeze-bn", "--seed", "4",
+              "--augment", "flip", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                          "-m", "jpegfx", "train", *common, "--out-dir", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, "-m", "jpegfx", "train", *common, "--out-dir", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert json.loads(one.stdout)["history"][-1]["steps"] == 6
+    a = torch.load(tmp_path / "one" / "model.pt", weights_only=True)
+    b = torch.load(tmp_path / "two" / "model.pt", weights_only=True)
+    torch.manual_seed(4)
+    start = models.paper(num_classes=CLASSES).state_dict()
+    for k in a:
+        if a[k].is_floating_point():
+            moved = (a[k] - start[k]).abs().max()
+            assert (a[k] - b[k]).abs().max() <= max(1e-3 * moved, RTOL[torch.float32] * a[k].abs().max()), k
+    assert any((a[k] - start[k]).abs().max() > 1e-4 for k in a if a[k].is_floating_point())
+
+
+def test_class_count_must_match_the_model(gray_folder):
+    with pytest.raises(UsageError, match=r"gives \(10,\) outputs per image, the training data has 3 classes"):
+        jt.fit(models.paper(num_classes=10), JpegFolder(gray_folder), input_size=32, options=jt.TrainOptions(batch_size=8))
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """Crops of scikit-learn's china.jpg and flower.jpg of several sizes and chroma layouts."""
+    root = tmp_path_factory.mktemp("photos")
+    for label, name in enumerate(("china.jpg", "flower.jpg")):
+        with Image.open(package_file("sklearn", "datasets", "images", name)) as image:
+            pixels = np.asarray(image.convert("RGB"))
+        for i, (h, w, sub) in enumerate([(101, 139, 2), (77, 90, 0), (120, 83, 1), (64, 64, 2)]):
+            top, left = 37 * i, 61 * i
+            _write(root / "train" / name.split(".")[0] / f"{i}.jpg", pixels[top:top + h, left:left + w], 85, sub)
+            _write(root / "val" / name.split(".")[0] / f"{i}.jpg", pixels[200 + top:200 + top + h, left:left + w], 85, sub)
+    return root
+
+
+def test_photos_of_any_size_train_export_and_serve(photo_folder, tmp_path):
+    """Mixed sizes and layouts through a policy (random MCU-aligned crop, flip, N/8 + bilinear to 40,
+    centre crop 32), then the exported ONNX file served by onnxruntime gives the trained model's logits."""
+    pytest.importorskip("onnxruntime")
+    from jpegfx.runtime import Session
+
+    torch.manual_seed(0)
+    model = models.paper(num_classes=2, in_channels=3)
+    policy = Policy(resize=40, crop=32, resample="bilinear")
+    train = JpegFolder(photo_folder / "train", augment=[RandomCrop(scale=(0.5, 1.0)), RandomFlip()])
+    val = JpegFolder(photo_folder / "val")
+    result = jt.fit(model, train, input_size=32, normalize="imagenet", policy=policy, val_data=val,
+                    options=jt.TrainOptions(epochs=2, batch_size=4, lr=0.02), out_dir=tmp_path, onnx=True)
+    assert len(result.history) == 2 and result.history[-1]["val_top1"] is not None
+    files = [p for p, _ in val.samples]
+    session = Session(result.files["onnx"], providers=["CPUExecutionProvider"])
+    served = torch.from_numpy(session.run([read_coefficients(f) for f in files])).double()
+    jm = result.jpeg_model.eval()
+    with torch.no_grad():
+        expected = jm(jm.prepare(files, policy)).double()
+    assert (served - expected).abs().max() <= RTOL[torch.float32] * 10 * expected.abs().max()
+    top1 = [p.top1 for p in session.predict(files, top_k=1)]
+    assert top1 == expected.argmax(1).tolist()
+
+
+# --------------------------------------------------------------------------------------------
+# The command line
+# --------------------------------------------------------------------------------------------
+def test_cli_train(gray_folder, tmp_path, capsys):
+    code = main(["train", str(gray_folder), "--val", str(gray_folder), "--batch-size", "8", "--epochs", "1",
+                 "--out-dir", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["classes"] == ["class0", "class1", "class2"] and out["train_files"] == 24
+    assert out["history"][0]["steps"] == 3 and set(out["files"]) >= {"weights", "checkpoint", "log"}
+    model = models.paper(num_classes=CLASSES)
+    model.load_state_dict(torch.load(out["files"]["weights"], weights_only=True), strict=True)
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--augment", "crop"], "--augment crop changes the image size: give --resize"),
+    (["--augment", "rotate"], "unknown augmentation"),
+    (["--resume"], "no checkpoint to resume from"),
+    (["--batch-size", "100"], "do not fill one batch of 100"),
+    (["--input-size", "48", "--batch-size", "8"], "files are 32x32, the network trains at 48x48: .*--resize"),
+])
+def test_cli_train_errors(gray_folder, tmp_path, capsys, argv, message):
+    code = main(["train", str(gray_folder), "--out-dir", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith("jpegfx: error:")
+    assert re.search(message, err), err
+
+
+def test_cli_train_names_a_broken_file(gray_folder, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "train"
+    shutil.copytree(gray_folder, root)
+    good = (root / "class1" / "0.jpg").read_bytes()
+    (root / "class1" / "broken.jpg").write_bytes(good[:200])
+    code = main(["train", str(root), "--batch-size", "5", "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "broken.jpg" in err and len(err.splitlines()) == 1
+    code = main(["train", str(root), "--batch-size", "5", "--on-error", "skip", "--out-dir", str(tmp_path / "out")])
+    assert code == 0
