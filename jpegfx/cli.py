@@ -647,7 +647,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = _train.fit(model, train_set, input_size=size, relu=args.relu, frequencies=args.frequencies,
                             normalize=args.normalize, policy=policy, val_data=val_set, options=options,
                             out_dir=args.out_dir, resume=args.resume, onnx=args.onnx, device=args.device,
-                            progress=progress)
+                            domains=args.domains, progress=progress)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
@@ -819,6 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
                    help="stop at the first unreadable file (default) or leave such files out of their batch")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--domains", choices=["jpeg", "pixels"], default="pixels",
+                   help="where values live between ops: pixels (default: every op on pixels after one inverse DCT, "
+                        "except the approximate ReLUs; the same function and gradients, several times faster) or "
+                        "jpeg (the paper's all-coefficient graph)")
     p.add_argument("--out-dir", type=Path, default=Path("train-out"),
                    help="where model.pt, checkpoint.pt, log.csv and log.json go (default train-out/)")
     p.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pt")

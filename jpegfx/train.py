@@ -301,7 +301,7 @@ def fit(model: nn.Module, train_data: JpegFolder, *, input_size: tuple[int, int]
         relu: str = "exact", frequencies: int = MAX_FREQUENCIES, normalize=None, policy: Policy | None = None,
         val_data: JpegFolder | None = None, val_policy: Policy | None = None,
         options: TrainOptions | None = None, out_dir: str | os.PathLike | None = None, resume: bool = False,
-        onnx: bool = False, device: str | None = None,
+        onnx: bool = False, device: str | None = None, domains: str = "pixels",
         progress: Callable[[int, int, int, float], None] | None = None) -> FitResult:
     """Train ``model`` in the JPEG domain on ``train_data`` (see the module docstring).
 
@@ -309,7 +309,10 @@ def fit(model: nn.Module, train_data: JpegFolder, *, input_size: tuple[int, int]
     policy's crop. ``relu``/``frequencies``: the activation mode the network trains with ("exact",
     "asm", "apx", k = 1 … 15). ``normalize``: the spatial model's input normalisation ("imagenet",
     ``(mean, std)`` or ``None`` for ``x/255``). ``val_policy`` defaults to ``policy`` without
-    randomness (the collate applies no augmentation; ``val_data`` should have none).
+    randomness (the collate applies no augmentation; ``val_data`` should have none). ``domains``: where
+    values live between ops (:func:`jpegfx.convert`): "pixels" (default) runs every op on pixels
+    after one inverse DCT of the input except the approximate ReLUs, which stay on coefficients — the
+    same function and gradients as "jpeg" (the paper's all-coefficient graph), several times faster.
     """
     options = options or TrainOptions()
     if not isinstance(model, nn.Module):
@@ -324,18 +327,19 @@ def fit(model: nn.Module, train_data: JpegFolder, *, input_size: tuple[int, int]
     world = _join_world(device)
     try:
         return _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data,
-                    val_policy if val_policy is not None else policy, options, out, resume, onnx, world, progress)
+                    val_policy if val_policy is not None else policy, options, out, resume, onnx, world, progress,
+                    domains)
     finally:
         if world.owned:
             dist.destroy_process_group()
 
 
 def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data, val_policy, options, out, resume,
-         onnx, world, progress) -> FitResult:
+         onnx, world, progress, domains) -> FitResult:
     torch.manual_seed(options.seed)
     start = time.perf_counter()
     jpeg_model = convert(copy.deepcopy(model).train(), size, relu=relu, frequencies=frequencies, normalize=normalize,
-                         any_size=False)
+                         any_size=False, domains=domains)
     log.info("converted %s for training at %dx%d in %.1f s", type(model).__name__, *size, time.perf_counter() - start)
     jpeg_model.to(world.device)
     collate = Collate.for_model(jpeg_model, policy)
@@ -423,19 +427,19 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
             result.files["checkpoint"] = str(out / CHECKPOINT)
             result.files["log"] = str(out / "log.csv")
             if onnx:
-                result.files["onnx"] = _export(model, jpeg_model, val_policy, out)
+                result.files["onnx"] = _export(model, jpeg_model, val_policy, out, domains)
     if world.size > 1:
         dist.barrier()
     return result
 
 
-def _export(model: nn.Module, jpeg_model: JpegModel, policy: Policy | None, out: Path) -> str:
+def _export(model: nn.Module, jpeg_model: JpegModel, policy: Policy | None, out: Path, domains: str) -> str:
     from jpegfx.export import export_onnx
 
     spec = jpeg_model.spec
     inference = convert(copy.deepcopy(model).cpu().eval(), tuple(spec.input_size), relu=spec.relu,
                         frequencies=spec.frequencies, normalize=spec.normalize, upsampling=spec.upsampling,
-                        any_size=False, in_channels=spec.channels)
+                        any_size=False, in_channels=spec.channels, domains=domains)
     path = out / "model.onnx"
     export_onnx(inference, path, preprocess=policy)
     return str(path)

@@ -62,14 +62,15 @@ def _weights_close(a: dict, b: dict, rtol: float) -> None:
             assert (a[k] - b[k]).abs().max() <= rtol * scale, k
 
 
-def test_finetuning_matches_spatial_step_for_step(gray_folder):
+@pytest.mark.parametrize("domains", ["jpeg", "pixels"])
+def test_finetuning_matches_spatial_step_for_step(gray_folder, domains):
     """float64, exact ReLU, train-mode BN: each SGD step of the JPEG-domain model (on quantised
     coefficients) gives the weights the spatial model gets on the float decode of the same files."""
     torch.manual_seed(1)
     spatial = models.paper(num_classes=CLASSES).double().train()
     start = {k: v.clone() for k, v in spatial.state_dict().items()}
     options = jt.TrainOptions(batch_size=8, lr=0.05, weight_decay=1e-3, schedule="constant", seed=3)
-    jpeg_model = jt.convert(models.paper(num_classes=CLASSES).double().train(), 32, any_size=False)
+    jpeg_model = jt.convert(models.paper(num_classes=CLASSES).double().train(), 32, any_size=False, domains=domains)
     jpeg_model.network.load_state_dict(start)
     data = JpegFolder(gray_folder, augment=[RandomFlip()], seed=3)
     loader = jt.make_loader(data, Collate.for_model(jpeg_model), options)
@@ -89,7 +90,8 @@ def test_finetuning_matches_spatial_step_for_step(gray_folder):
     torch.manual_seed(1)
     fresh = models.paper(num_classes=CLASSES).double()
     fresh.load_state_dict(start)
-    result = jt.fit(fresh, JpegFolder(gray_folder, augment=[RandomFlip()], seed=3), input_size=32, options=options)
+    result = jt.fit(fresh, JpegFolder(gray_folder, augment=[RandomFlip()], seed=3), input_size=32, options=options,
+                    domains=domains)
     assert result.model is fresh and len(result.history) == 1 and result.history[0]["steps"] == 3
     _weights_close(fresh.state_dict(), spatial.state_dict(), RTOL[torch.float64])
 
@@ -153,16 +155,20 @@ def test_workers_do_not_change_training(gray_folder):
         assert torch.equal(serial[k], parallel[k]), k
 
 
-def test_asm_training_runs_and_maps_back(gray_folder):
-    """An approximate ReLU trains the same parameters (the spatial kernels) through its JPEG-domain maps."""
-    torch.manual_seed(0)
-    model = models.paper(num_classes=CLASSES)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    result = jt.fit(model, JpegFolder(gray_folder), input_size=32, relu="asm", frequencies=4,
-                    options=jt.TrainOptions(batch_size=8, lr=0.05))
-    assert result.jpeg_model.spec.relu == "asm" and result.jpeg_model.spec.frequencies == 4
-    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
-    assert not torch.equal(before["conv1.weight"], model.state_dict()["conv1.weight"])
+def test_asm_training_is_the_same_in_both_domains(gray_folder):
+    """An approximate ReLU trains the same parameters (the spatial kernels) through its JPEG-domain maps,
+    and the fast graph (every other op on pixels) takes the paper's all-coefficient graph's steps."""
+    trained = {}
+    for domains in ("jpeg", "pixels"):
+        torch.manual_seed(0)
+        model = models.paper(num_classes=CLASSES).double()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        result = jt.fit(model, JpegFolder(gray_folder), input_size=32, relu="asm", frequencies=4, domains=domains,
+                        options=jt.TrainOptions(batch_size=8, lr=0.05))
+        assert result.jpeg_model.spec.relu == "asm" and result.jpeg_model.spec.frequencies == 4
+        assert not torch.equal(before["conv1.weight"], model.state_dict()["conv1.weight"])
+        trained[domains] = model.state_dict()
+    _weights_close(trained["pixels"], trained["jpeg"], RTOL[torch.float64])
 
 
 @pytest.mark.slow
