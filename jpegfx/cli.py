@@ -287,14 +287,19 @@ def cmd_convert(args: argparse.Namespace) -> int:
     exact = args.relu == "exact" and args.maxpool == "exact"
     tolerance = None if exact else APPROXIMATE
     policy = None
+    if args.no_crop and (args.resize is None or args.crop):
+        raise UsageError("--no-crop goes with --resize (photos at the size it scales them to), not with --crop")
+    if args.no_crop and (args.domains != "pixels" or not exact):
+        raise UsageError("--no-crop needs --domains pixels and exact ReLU and max pooling: only a network on pixels "
+                         "runs at any size in one ONNX graph")
     if args.resize is not None or args.crop:
         if args.subsampling is not None:
             raise UsageError("--subsampling fixes one JPEG layout; --resize/--crop export for every layout: give one")
         resize = round(max(size) * 8 / 7) if args.resize == "auto" else args.resize
-        if resize is not None and resize < max(size):
+        if resize is not None and resize < max(size) and not args.no_crop:
             raise UsageError(f"--resize {resize} is smaller than the input size {size[0]}x{size[1]}: the centre crop "
                              "would not fit")
-        policy = _preprocess.Policy(resize=resize, crop=size,
+        policy = _preprocess.Policy(resize=resize, crop=None if args.no_crop else size,
                                     resample=None if resize is None or args.resample == "none" else args.resample)
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
@@ -303,7 +308,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
                              subsampling=args.subsampling or ("gray" if channels == 1 else "4:2:0"),
                              upsampling=args.upsampling, elide_transforms=not args.no_elide,
                              strict=args.strict, in_channels=args.channels if ":" in args.model else None,
-                             domains=args.domains)
+                             domains=args.domains, any_size=True if args.no_crop else None)
         report = real = None
         if args.check > 0:
             status.show(f"verifying on {args.check} random input(s) ...")
@@ -722,6 +727,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", action="store_true",
                    help="export for photos of any layout at least the input size: centre-crop them to it, without "
                         "scaling (implied by --resize)")
+    p.add_argument("--no-crop", action="store_true",
+                   help="with --resize and --domains pixels: no centre crop; each photo runs at the size the policy "
+                        "scales it to, in one ONNX file with dynamic height and width")
     p.add_argument("--check", type=_non_negative, default=4, metavar="N", help="verify on N random inputs (0: skip)")
     p.add_argument("-o", "--output", type=Path, help="write the converted model as ONNX (after verification)")
     p.add_argument("--class-names", type=Path, help="a text file with one class name per line (ONNX metadata)")

@@ -33,7 +33,12 @@ and ``output_names`` (JSON lists), ``dtype``, and ``class_names`` (JSON list) wh
 Any-photo files (``export_onnx(..., preprocess=policy)``) take one input, ``x`` (float, ``(N, C·64,
 Hb, Wb)``: the JPEG-domain input of the network, computed by :mod:`jpegfx.preprocess`), store the
 policy as ``preprocess`` (JSON ``{"resize": S | null, "crop": [h, w] | null, "flip": bool}``) and
-write ``subsampling`` and ``color_space`` as "any" and ``samplings`` as ``[]``.
+write ``subsampling`` and ``color_space`` as "any" and ``samplings`` as ``[]``. A network that starts
+on pixels with no op tied to a block grid (``convert(domains="pixels")``, exact ReLU) takes
+``pixels`` instead (float ``(N, C, H, W)``, the normalised pixels of the same map, without its block
+DCT); with a policy that does not crop, its height and width are dynamic — one file serves photos at
+whatever size the policy scales them to. Such a file is checked in onnxruntime at a second size
+against the spatial model before it is written, so the model must be converted for any size.
 """
 from __future__ import annotations
 
@@ -54,7 +59,7 @@ from jpegfx import jpeg as jpeg_io
 from jpegfx.errors import UsageError
 from jpegfx.ops.input import batch_tensors
 from jpegfx.preprocess import Policy
-from jpegfx.spec import ANY_LAYOUT, DCT_INPUT, OnnxSpec, _one_line, input_names, sampling_ratios, spec_from_metadata
+from jpegfx.spec import ANY_LAYOUT, DCT_INPUT, PIXEL_INPUT, OnnxSpec, _one_line, input_names, sampling_ratios, spec_from_metadata
 from jpegfx.transforms import NCOEF, BlockGeometry
 
 # OnnxSpec, input_names, sampling_ratios and spec_from_metadata live in jpegfx.spec (torch-free, for
@@ -202,7 +207,10 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
     :class:`~jpegfx.preprocess.Policy` (its crop must be the model's size) the file holds the network
     alone and takes ``x``, its JPEG-domain input ``(N, C·64, Hb, Wb)``; the policy is stored in the
     metadata, and :class:`jpegfx.runtime.Session` computes ``x`` from JPEGs of any size and layout
-    (:func:`jpegfx.preprocess.model_input`): one file serves every photo.
+    (:func:`jpegfx.preprocess.model_input`): one file serves every photo. A network that starts on
+    pixels (``domains="pixels"``, exact) takes their normalised pixels instead, and with a policy
+    without a crop runs at any size (dynamic height and width; the model must be converted for any
+    size, and the file is checked at a second size against the spatial model before it is written).
 
     ``class_names`` (one per output class) are stored in the metadata for
     :class:`jpegfx.runtime.Session`. Raises :class:`~jpegfx.errors.UsageError` (a ``ValueError``) for
@@ -230,17 +238,30 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
         stage = jpeg_model.input_stage(batch)  # the stage for the spec's layout
         args = batch_tensors(batch)
         names = list(input_names(color_space))
-    else:
-        color_space, samplings = ANY_LAYOUT, ()
-        geometry = BlockGeometry(*spec.input_size)
-        generator = torch.Generator().manual_seed(0)
-        args = (torch.randn(_TRACE_BATCH, spec.channels * NCOEF, geometry.hb, geometry.wb, generator=generator,
-                            dtype=jpeg_model.dtype),)
-        stage = nn.Identity()
-        names = [DCT_INPUT]
     network = jpeg_model.network
-    folded = jpeg_model.pixel_network() if preprocess is None and hasattr(jpeg_model, "pixel_network") else None
-    if folded is not None:  # the stage's pixels go straight into the network (no DCT/IDCT pair)
+    folded = jpeg_model.pixel_network() if hasattr(jpeg_model, "pixel_network") else None
+    dynamic = False
+    if preprocess is not None:
+        color_space, samplings = ANY_LAYOUT, ()
+        generator = torch.Generator().manual_seed(0)
+        stage = nn.Identity()
+        if folded is not None and _size_free(folded):  # the network starts on pixels: hand it pixels
+            network, names = folded, [PIXEL_INPUT]
+            args = (torch.randn(_TRACE_BATCH, spec.channels, *spec.input_size, generator=generator,
+                                dtype=jpeg_model.dtype),)
+            dynamic = preprocess.crop is None
+            if dynamic and jpeg_model.__dict__.get("_source") is None:
+                raise UsageError("a file for photos at their own size (a policy without a crop) needs a model converted "
+                                 "for any size: convert without input_size, or with any_size=True")
+        else:
+            if preprocess.crop is None and jpeg_model.__dict__.get("_source") is not None:
+                log.info("the network computes on coefficients with size-dependent maps: the file takes photos that "
+                         "the policy brings to %dx%d only", *spec.input_size)
+            geometry = BlockGeometry(*spec.input_size)
+            args = (torch.randn(_TRACE_BATCH, spec.channels * NCOEF, geometry.hb, geometry.wb, generator=generator,
+                                dtype=jpeg_model.dtype),)
+            names = [DCT_INPUT]
+    elif folded is not None:  # the stage's pixels go straight into the network (no DCT/IDCT pair)
         stage, network = _PixelStage(stage), folded
     wrapper = _OnnxWrapper(stage, network).eval()
     need = _check_size(wrapper, network)
@@ -254,7 +275,9 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 wrapper, args, buffer, input_names=names, output_names=outputs, opset_version=opset,
-                dynamic_axes={n: {0: "batch"} for n in names + outputs}, do_constant_folding=True, dynamo=False,
+                dynamic_axes={n: {0: "batch", 2: "height", 3: "width"} if dynamic else {0: "batch"} for n in names}
+                | {n: {0: "batch"} for n in outputs},
+                do_constant_folding=True, dynamo=False,
             )
     except (RuntimeError, ValueError) as exc:  # constants folded at export time can still overflow protobuf
         if "2GB" in str(exc) or "2GiB" in str(exc) or "protobuf" in str(exc).lower():
@@ -301,6 +324,8 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save_model(model, os.fspath(tmp))
         onnx.checker.check_model(os.fspath(tmp))
+        if dynamic:
+            _check_other_size(tmp, jpeg_model)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
@@ -314,6 +339,46 @@ def export_onnx(jpeg_model, path: str | os.PathLike, *, opset: int = 17,
              path.stat().st_size / 2**20, time.perf_counter() - start)
     log.debug("tracing took %.2f s", traced)
     return path
+
+
+def _size_free(network: nn.Module) -> bool:
+    """No op of ``network`` holds maps for one block grid (every module is the spatial model's own, or a
+    JPEG-domain module that works on pixels of any size): it can run as one graph at any size."""
+    from jpegfx.ops.base import JpegModule
+
+    return not any(isinstance(m, JpegModule) for m in network.modules())
+
+
+def _check_other_size(path: Path, jpeg_model) -> None:
+    """A file with dynamic height and width must compute the spatial model at sizes other than the one it
+    was traced at: run it in onnxruntime at an odd size and compare with the spatial model there
+    (:class:`~jpegfx.errors.UsageError` when it cannot run or does not match)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    source = jpeg_model.__dict__["_source"]
+    h, w = jpeg_model.spec.input_size
+    size = (h + 19, max(w - 13, 17))
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(1, jpeg_model.spec.channels, *size, generator=generator, dtype=jpeg_model.dtype)
+    try:
+        with torch.no_grad():
+            expected = source.eval()(x).double().numpy()
+    except Exception as exc:  # noqa: BLE001 - the user's model
+        raise UsageError(f"the spatial model itself does not run at {size[0]}x{size[1]} ({_one_line(exc)[:200]}): "
+                         "export with a crop in the policy") from None
+    try:
+        session = ort.InferenceSession(os.fspath(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {PIXEL_INPUT: x.numpy()})[0].astype(np.float64)
+        error = float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-30))
+    except Exception as exc:  # noqa: BLE001 - whatever onnxruntime or the shapes say: the file cannot be dynamic
+        raise UsageError(f"the exported graph cannot run at {size[0]}x{size[1]} ({_one_line(exc)[:200]}): export "
+                         "with a crop in the policy") from None
+    bound = 1e-4 if jpeg_model.dtype == torch.float32 else 1e-9
+    if error > bound:
+        raise UsageError(f"the exported graph does not compute the spatial model at {size[0]}x{size[1]} (max relative "
+                         f"error {error:.1e} > {bound:.0e}): export with a crop in the policy")
+    log.info("checked the size-free file at %dx%d: max relative error %.1e", *size, error)
 
 
 def read_spec(path: str | os.PathLike) -> OnnxSpec:

@@ -54,7 +54,7 @@ from jpegfx.errors import JpegError, UsageError
 from jpegfx.reader import Coefficients
 
 __all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "scaled_layout", "decode",
-           "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs"]
+           "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs", "pixel_groups"]
 
 BLOCK = 8
 RESAMPLING = (None, "bilinear")
@@ -474,20 +474,21 @@ def _mix(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
     return (matrix @ x.reshape(x.shape[0], -1)).reshape(matrix.shape[0], *x.shape[1:])
 
 
-def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int], channels: int,
+def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int] | None, channels: int,
                  normalize=None, upsampling: str = "fancy") -> np.ndarray:
     """What the *spatial* model sees for this JPEG under ``policy``: ``(channels, h, w)`` float64, the
     normalised crop (steps 1–4 of the module docstring before the block DCT). ``normalize``: ``None``
     for ``x/255``, or ``(mean, std)`` with one value or one per channel.
 
     One-line :class:`~jpegfx.errors.JpegError` when the image cannot give ``input_size`` under the
-    policy (too small, or, without a crop, another size)."""
+    policy (too small, or, without a crop, another size). ``input_size=None`` takes whatever size the
+    policy gives (a network that runs at any size)."""
     if channels not in (1, 3):
         raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
     if upsampling not in ("fancy", "nearest"):
         raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
     n, region = policy.window(coefs.header.size)
-    if (region[2], region[3]) != tuple(input_size):
+    if input_size is not None and (region[2], region[3]) != tuple(input_size):
         raise JpegError(f"image {coefs.header.size[0]}x{coefs.header.size[1]} gives {region[2]}x{region[3]} under "
                         f"the policy ({policy.describe()}), the model takes {input_size[0]}x{input_size[1]}")
     rows = cols = None
@@ -531,3 +532,16 @@ def model_inputs(items: Sequence[Coefficients], policy: Policy, input_size: tupl
                  normalize=None, upsampling: str = "fancy", dtype=np.float32) -> np.ndarray:
     """:func:`model_input` of each item, stacked: ``(N, channels·64, Hb, Wb)``."""
     return np.stack([model_input(c, policy, input_size, channels, normalize, upsampling, dtype) for c in items])
+
+
+def pixel_groups(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int] | None, channels: int,
+                 normalize=None, upsampling: str = "fancy", dtype=np.float32) -> list[tuple[list[int], np.ndarray]]:
+    """:func:`model_pixels` of each item, stacked by size: ``[(positions, (n, channels, h, w)), …]`` in order
+    of first appearance (one group when the policy crops to one size)."""
+    groups: dict[tuple[int, int], tuple[list[int], list[np.ndarray]]] = {}
+    for i, c in enumerate(items):
+        x = model_pixels(c, policy, input_size, channels, normalize, upsampling).astype(dtype, copy=False)
+        positions, arrays = groups.setdefault(x.shape[1:], ([], []))
+        positions.append(i)
+        arrays.append(x)
+    return [(positions, np.stack(arrays)) for positions, arrays in groups.values()]

@@ -16,6 +16,8 @@ A model exported with a preprocessing policy (``export_onnx(..., preprocess=Poli
 photos of any size and chroma layout, gray or colour: each file is scaled by N/8 and centre-cropped to
 the model's size in its coefficients (:mod:`jpegfx.preprocess`, numpy) and the network runs on the
 result; only files the policy cannot bring to the model's size (too small) are refused, from the header.
+A file that takes ``pixels`` and whose policy does not crop runs each photo at the size the policy
+scales it to: files of one output size run as one batch.
 
 A :class:`Session` holds no per-call state: ``run``/``predict`` may be called from several threads at
 once (onnxruntime's ``InferenceSession.run`` is thread-safe, and so is the reader, which releases the
@@ -33,7 +35,7 @@ import numpy as np
 
 from jpegfx import preprocess, reader
 from jpegfx.errors import JpegError, JpegfxError, UsageError
-from jpegfx.spec import DCT_INPUT, OnnxSpec, input_names, sampling_ratios, spec_from_metadata
+from jpegfx.spec import DCT_INPUT, PIXEL_INPUT, OnnxSpec, input_names, sampling_ratios, spec_from_metadata
 
 if TYPE_CHECKING:  # torch is not needed to serve
     from jpegfx.jpeg import JpegBatch
@@ -200,21 +202,28 @@ class Session:
         self._check_output(where)
 
     def _check_dct_input(self, where: str) -> None:
-        """An any-photo file takes one input, ``x`` ``(N, C·64, Hb, Wb)``, in the metadata's dtype."""
+        """An any-photo file takes one input, ``x`` ``(N, C·64, Hb, Wb)`` or ``pixels`` ``(N, C, H, W)``
+        (``H``, ``W`` dynamic without a crop), in the metadata's dtype."""
         spec = self.spec
         nodes = self._session.get_inputs()
-        if [n.name for n in nodes] != [DCT_INPUT] or list(spec.input_names) != [DCT_INPUT]:
-            raise UsageError(f"{where}: a model with a preprocessing policy takes one input {DCT_INPUT!r}, the graph "
+        name = spec.input_names[0]
+        if [n.name for n in nodes] != [name]:
+            raise UsageError(f"{where}: a model with a preprocessing policy takes one input {name!r}, the graph "
                              f"takes {[n.name for n in nodes]}")
-        hb, wb = (-(-s // 8) for s in spec.input_size)
-        want = [None, spec.channels * 64, hb, wb]
         shape = list(nodes[0].shape)
+        if spec.pixel_input:
+            want = [None, spec.channels, *((None, None) if spec.any_size else spec.input_size)]
+            if spec.any_size and any(isinstance(d, int) for d in shape[2:]):
+                raise UsageError(f"{where}: input {name!r} has shape {_shape_text(shape)}, a file for photos of any "
+                                 "size needs dynamic height and width; re-export the model")
+        else:
+            want = [None, spec.channels * 64, *(-(-s // 8) for s in spec.input_size)]
         if len(shape) != 4 or any(w is not None and isinstance(d, int) and d != w for d, w in zip(shape, want)):
-            raise UsageError(f"{where}: input {DCT_INPUT!r} has shape {_shape_text(shape)}, a {spec.channels}-channel "
+            raise UsageError(f"{where}: input {name!r} has shape {_shape_text(shape)}, a {spec.channels}-channel "
                              f"{spec.size_text} model needs {_shape_text(want)}; re-export the model")
         dtype = _ONNX_FLOAT.get(spec.dtype)
         if nodes[0].type != dtype:
-            raise UsageError(f"{where}: input {DCT_INPUT!r} is {nodes[0].type}, expected {dtype} ({spec.dtype})")
+            raise UsageError(f"{where}: input {name!r} is {nodes[0].type}, expected {dtype} ({spec.dtype})")
 
     def _check_output(self, where: str) -> None:
         spec = self.spec
@@ -349,11 +358,32 @@ class Session:
                 raise UsageError("run needs at least one image")
             for c in items:
                 self.check(c)
-        feed = self._feed(items)
+        if self.spec.preprocess is not None:
+            return self._policy_logits(items)
+        return self._session_run(self._feed(items))
+
+    def _session_run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         try:
             return self._session.run([self._output], feed)[0]
         except _ort_errors() as exc:
             raise UsageError(f"{self.path}: onnxruntime cannot run the model: {_one_line(exc)}") from None
+
+    def _policy_logits(self, items: Sequence[reader.Coefficients]) -> np.ndarray:
+        """The logits of files brought to the network by the spec's policy, in order: one run on their
+        stacked JPEG-domain inputs, or (pixel input) one run per output size."""
+        spec = self.spec
+        dtype = _NUMPY_FLOAT.get(spec.dtype, np.float32)
+        if not spec.pixel_input:
+            return self._session_run(self._feed(items))
+        size = None if spec.any_size else spec.input_size
+        out = None
+        for positions, pixels in preprocess.pixel_groups(items, spec.preprocess, size, spec.channels, spec.normalize,
+                                                         spec.upsampling, dtype):
+            logits = self._session_run({PIXEL_INPUT: pixels})
+            if out is None:
+                out = np.empty((len(items), *logits.shape[1:]), dtype=logits.dtype)
+            out[positions] = logits
+        return out
 
     def predict(self, paths: Sequence[PathLike | bytes | BinaryIO], batch_size: int = 32, top_k: int = 5,
                 on_error: str = "raise", tolerant: bool = False) -> list[Prediction]:
@@ -436,22 +466,14 @@ class Session:
         """The model on ``rows`` of a read batch (already checked against the spec)."""
         spec = self.spec
         if spec.preprocess is not None:
-            x = preprocess.model_inputs([batch.coefficients(r) for r in rows], spec.preprocess, spec.input_size,
-                                        spec.channels, spec.normalize, spec.upsampling,
-                                        _NUMPY_FLOAT.get(spec.dtype, np.float32))
-            feed = {DCT_INPUT: x}
-        else:
-            whole = len(rows) == len(batch.indices)
-            planes = [p if whole else p[rows] for p in batch.planes]
-            tables = [q if whole else q[rows] for q in batch.qtables]
-            names = input_names(batch.header.color_space)
-            k = len(planes)
-            arrays = {names[i]: planes[i] for i in range(k)} | {names[k + i]: tables[i] for i in range(k)}
-            feed = {n: np.ascontiguousarray(arrays[n]) for n in self._inputs}
-        try:
-            return self._session.run([self._output], feed)[0]
-        except _ort_errors() as exc:
-            raise UsageError(f"{self.path}: onnxruntime cannot run the model: {_one_line(exc)}") from None
+            return self._policy_logits([batch.coefficients(r) for r in rows])
+        whole = len(rows) == len(batch.indices)
+        planes = [p if whole else p[rows] for p in batch.planes]
+        tables = [q if whole else q[rows] for q in batch.qtables]
+        names = input_names(batch.header.color_space)
+        k = len(planes)
+        arrays = {names[i]: planes[i] for i in range(k)} | {names[k + i]: tables[i] for i in range(k)}
+        return self._session_run({n: np.ascontiguousarray(arrays[n]) for n in self._inputs})
 
     def _probabilities(self, logits: np.ndarray) -> np.ndarray:
         if logits.ndim != 2:

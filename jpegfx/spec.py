@@ -15,7 +15,7 @@ from jpegfx.preprocess import Policy
 from jpegfx.reader import SUBSAMPLINGS
 
 __all__ = ["OnnxSpec", "input_names", "sampling_ratios", "spec_from_metadata", "UPSAMPLING", "RELU_MODES",
-           "MAX_FREQUENCIES", "ANY_LAYOUT", "DCT_INPUT"]
+           "MAX_FREQUENCIES", "ANY_LAYOUT", "DCT_INPUT", "PIXEL_INPUT"]
 
 # What the converter accepts (jpegfx.ops.input.UPSAMPLING, jpegfx.ops.relu.MODES and
 # jpegfx.transforms.MAX_FREQUENCIES, which import torch; tests/test_export.py checks they agree).
@@ -27,6 +27,9 @@ ANY_LAYOUT = "any"
 """``color_space`` and ``subsampling`` of a file that takes any photo through its ``preprocess`` policy."""
 DCT_INPUT = "x"
 """The one input of such a file: the network's JPEG-domain input ``(N, C·64, Hb, Wb)``."""
+PIXEL_INPUT = "pixels"
+"""Or, for a network that starts on pixels (``convert(domains="pixels")``): its normalised pixels
+``(N, C, H, W)``, computed from the coefficients; ``H`` and ``W`` are dynamic without a crop."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,16 @@ class OnnxSpec:
     def size_text(self) -> str:
         """``"HxW"``."""
         return f"{self.input_size[0]}x{self.input_size[1]}"
+
+    @property
+    def pixel_input(self) -> bool:
+        """The file takes normalised pixels (:data:`PIXEL_INPUT`) computed from the coefficients."""
+        return self.input_names == (PIXEL_INPUT,)
+
+    @property
+    def any_size(self) -> bool:
+        """The file runs at whatever size its policy gives (pixel input, no crop): dynamic height and width."""
+        return self.pixel_input and self.preprocess is not None and self.preprocess.crop is None
 
     @property
     def layout(self) -> str:
@@ -194,7 +207,9 @@ def spec_from_metadata(meta: Mapping[str, str], source: str = "model") -> OnnxSp
             color_space = subsampling = _choice(meta, "color_space", (ANY_LAYOUT,))
             _choice(meta, "subsampling", (ANY_LAYOUT,))
             samplings: tuple = ()
-            names = _strings(meta, "input_names", (DCT_INPUT,))
+            names = _strings(meta, "input_names", (DCT_INPUT, PIXEL_INPUT))
+            if len(names) != 1:
+                raise _BadMetadata("input_names", f"a model with a preprocessing policy takes one input, got {list(names)}")
         else:
             policy = None
             color_space = _choice(meta, "color_space", ("gray", "ycbcr"))

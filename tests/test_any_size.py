@@ -155,3 +155,100 @@ def test_any_size_model_exports_one_file_per_size(tmp_path):
         got = Session(path, providers=["CPUExecutionProvider"]).run(batch)
         assert abs(got - want).max() <= RTOL[torch.float32] * abs(want).max()
         assert (got.argmax(1) == want.argmax(1)).all()
+
+
+def _photo_files(tmp_path) -> list[tuple[str, tuple[int, int]]]:
+    """Real photos written at the acceptance sizes, in several layouts: (path, (h, w))."""
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    grace = _photo("matplotlib", "mpl-data", "sample_data", "grace_hopper.jpg")
+    files = []
+    for i, (image, (h, w), subsampling) in enumerate(((china, (224, 224), 2), (grace, (257, 193), 1),
+                                                      (china, (427, 640), 0), (grace, (600, 512), 2))):
+        path = tmp_path / f"photo{i}.jpg"
+        image.crop((0, 0, w, h)).save(path, format="JPEG", quality=85, subsampling=subsampling)
+        files.append((str(path), (h, w)))
+    gray = tmp_path / "gray.jpg"
+    china.convert("L").crop((17, 3, 17 + 301, 3 + 233)).save(gray, format="JPEG", quality=90)
+    files.append((str(gray), (233, 301)))
+    return files
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_one_onnx_file_runs_every_size(tmp_path, name):
+    """Converted once (on pixels, for any size) and exported once without a crop: onnxruntime runs each
+    photo at its own size (224×224, 257×193, 427×640, 600×512, a gray 233×301) in that one file, each
+    equal to the spatial model on the float decode of the same coefficients."""
+    import numpy as np
+
+    from jpegfx import preprocess
+    from jpegfx.export import export_onnx
+    from jpegfx.reader import read_coefficients
+    from jpegfx.runtime import Session
+
+    torch.manual_seed(0)
+    spatial = models.create_model(name, num_classes=10)
+    models.randomize_batchnorm(spatial, torch.Generator().manual_seed(0))
+    spatial.eval()
+    jpeg_model = jpegfx.convert(spatial, normalize="imagenet", domains="pixels").eval()
+    policy = preprocess.Policy()  # no scaling, no crop: every photo at its own size
+    path = export_onnx(jpeg_model, tmp_path / f"{name}.onnx", preprocess=policy)
+    session = Session(path, providers=["CPUExecutionProvider"])
+    assert session.spec.any_size and session.spec.pixel_input
+    files = _photo_files(tmp_path)
+    coefs = [read_coefficients(f) for f, _ in files]
+    got = session.run(coefs)  # one call: one onnxruntime run per size
+    for row, (c, (_, size)) in enumerate(zip(coefs, files)):
+        pixels = preprocess.model_pixels(c, policy, None, 3, jpeg_model.spec.normalize)
+        assert pixels.shape[1:] == size
+        with torch.no_grad():
+            want = spatial.double()(torch.from_numpy(pixels[None])).numpy()
+        assert np.abs(got[row] - want[0]).max() <= RTOL[torch.float32] * np.abs(want).max(), size
+        assert got[row].argmax() == want[0].argmax()
+        spatial.float()
+    predictions = session.predict([f for f, _ in files], top_k=1)
+    assert [p.top1 for p in predictions] == [int(r.argmax()) for r in got]
+
+
+def test_size_free_onnx_needs_a_size_free_network(tmp_path):
+    """A file without a crop has dynamic height and width only for a network on pixels converted for
+    any size; it is checked at a second size before it is written."""
+    from jpegfx import preprocess
+    from jpegfx.export import export_onnx
+    from jpegfx.runtime import Session
+
+    torch.manual_seed(0)
+    spatial = models.resnet20().eval()
+    one_size = jpegfx.convert(spatial, 32, domains="pixels").eval()
+    with pytest.raises(UsageError, match="converted for any size"):
+        export_onnx(one_size, tmp_path / "a.onnx", preprocess=preprocess.Policy())
+    # a network that needs its size (flatten without global pooling): the spatial model fails at the second size
+    fixed = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 32 * 32, 5)).eval()
+    with pytest.raises(UsageError, match="does not run at .*export with a crop"):
+        export_onnx(jpegfx.convert(fixed, 32, domains="pixels", any_size=True).eval(), tmp_path / "b.onnx",
+                    preprocess=preprocess.Policy())
+    assert not (tmp_path / "b.onnx").exists()
+    # coefficient-domain approximations hold maps for one block grid: the file takes the model's size only
+    asm = jpegfx.convert(spatial, 32, domains="pixels", relu="asm", frequencies=6, any_size=True).eval()
+    session = Session(export_onnx(asm, tmp_path / "c.onnx", preprocess=preprocess.Policy()),
+                      providers=["CPUExecutionProvider"])
+    assert not session.spec.pixel_input and not session.spec.any_size
+
+
+def test_cli_no_crop_serves_photos_at_their_own_scale(tmp_path, capsys):
+    import json
+
+    from jpegfx.cli import main
+
+    files = [f for f, _ in _photo_files(tmp_path)]
+    out = tmp_path / "r20.onnx"
+    code = main(["convert", "--model", "resnet20", "--domains", "pixels", "--resize", "40", "--no-crop",
+                 "--check", "0", "-o", str(out), "--json"])
+    assert code == 0, capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["predict", str(out), *files, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in results] == files and all(r["error"] is None for r in results)
+    code = main(["convert", "--model", "resnet20", "--resize", "40", "--no-crop", "-o", str(tmp_path / "x.onnx")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--no-crop needs --domains pixels" in err and len(err.strip().splitlines()) == 1
