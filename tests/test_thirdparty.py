@@ -199,3 +199,46 @@ def test_thirdparty_model_on_photo_jpegs(case: Case) -> None:
     report = jpegfx.verify(model, jpeg_model, batch)
     assert report.max_rel_error <= RTOL[torch.float32], f"{case.id}: {report.summary()}"
     assert report.top1_agreement == 1.0, report.summary()
+
+
+@pytest.mark.parametrize("source,name", [("timm", "resnet10t"), ("torchvision", "resnet18"), ("timm", "seresnet18")])
+def test_thirdparty_finetuning_matches_spatial_steps(tmp_path, source, name) -> None:
+    """Fine-tuning third-party model code in the JPEG domain (jpegfx.train, exact ReLU, train-mode BN,
+    float64) takes the steps torch's own autograd and SGD take on the spatial model with the float
+    decode of the same files; the trained weights load into the model's own class with strict=True."""
+    from jpegfx import train as jt
+    from jpegfx.data import Collate, JpegFolder
+
+    rng = np.random.default_rng(0)
+    for label in range(2):
+        folder = tmp_path / f"class{label}"
+        folder.mkdir()
+        for i in range(4):
+            pixels = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+            pixels[..., label] = 200
+            Image.fromarray(pixels).save(folder / f"{i}.jpg", quality=85, subsampling=2)
+
+    def build():
+        torch.manual_seed(SEED)
+        if source == "timm":
+            return timm.create_model(name, pretrained=False, num_classes=2).double()
+        return getattr(torchvision.models, name)(weights=None, num_classes=2).double()
+
+    options = jt.TrainOptions(batch_size=4, lr=0.05, weight_decay=1e-4, schedule="constant", seed=1)
+    model = build()
+    result = jt.fit(model, JpegFolder(tmp_path), input_size=48, options=options)
+    assert result.history[0]["steps"] == 2
+
+    spatial = build().train()
+    optimizer = jt.make_optimizer(spatial, options)
+    loader = jt.make_loader(JpegFolder(tmp_path), Collate.for_model(result.jpeg_model), options)
+    loader.sampler.set_epoch(0)
+    for batch, labels in loader:
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(spatial(result.jpeg_model.spatial_input(batch)), labels).backward()
+        optimizer.step()
+    fresh = build()
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    for key, value in spatial.state_dict().items():
+        if value.is_floating_point():
+            assert (model.state_dict()[key] - value).abs().max() <= RTOL[torch.float64] * value.abs().max().clamp_min(1e-30) * 10, key
