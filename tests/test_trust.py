@@ -470,3 +470,69 @@ def test_self_check_holds_a_model_that_computes_in_float32_to_float32():
     jpeg_model = jpegfx.convert(model, (13, 11))
     x = torch.randn(2, 3, 13, 11, generator=torch.Generator().manual_seed(5))
     assert_close_rel(jpeg_model(to_dct(x)), model(x))
+
+
+# --------------------------------------------------------------------------------------------
+# Functional forms: every one the registry lists becomes its module and converts exactly
+# --------------------------------------------------------------------------------------------
+class _Functional(nn.Module):
+    """A conv stem, then one functional call ``fn(self, x)``, then a conv."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        self.weight = nn.Parameter(torch.randn(4, 4, 3, 3) * 0.3)
+        self.register_buffer("rm", torch.randn(4) * 0.1)
+        self.register_buffer("rv", torch.rand(4) + 0.5)
+        self.gamma, self.beta = nn.Parameter(torch.rand(4) + 0.5), nn.Parameter(torch.randn(4) * 0.1)
+
+    def forward(self, x):
+        return self.conv2(self.fn(self, self.conv1(x)))
+
+
+FUNCTIONAL_FORMS = {
+    "F.relu": (lambda m, x: F.relu(x), "nn.ReLU"),
+    "torch.relu": (lambda m, x: torch.relu(x), "nn.ReLU"),
+    "Tensor.relu": (lambda m, x: x.relu(), "nn.ReLU"),
+    "F.leaky_relu": (lambda m, x: F.leaky_relu(x, 0.2), "nn.LeakyReLU"),
+    "F.relu6": (lambda m, x: F.relu6(x), "nn.Hardtanh"),
+    "F.hardtanh": (lambda m, x: F.hardtanh(x, -0.5, 0.5), "nn.Hardtanh"),
+    "F.max_pool2d": (lambda m, x: F.max_pool2d(x, 3, 2, 1), "nn.MaxPool2d"),
+    "F.avg_pool2d": (lambda m, x: F.avg_pool2d(x, 2, ceil_mode=True, count_include_pad=False), "nn.AvgPool2d"),
+    "F.adaptive_avg_pool2d": (lambda m, x: F.adaptive_avg_pool2d(x, 3), "nn.AdaptiveAvgPool2d"),
+    "F.conv2d": (lambda m, x: F.conv2d(x, m.weight, padding=1), "nn.Conv2d"),
+    "F.batch_norm": (lambda m, x: F.batch_norm(x, m.rm, m.rv, m.gamma, m.beta, False), "nn.BatchNorm2d"),
+    "F.group_norm": (lambda m, x: F.group_norm(x, 2, m.gamma, m.beta), "nn.GroupNorm"),
+}
+
+
+def test_registry_lists_every_functional_form_tested():
+    assert {name for lw in registry.LOWERINGS.values() for name in lw.call_names()} == set(FUNCTIONAL_FORMS)
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONAL_FORMS))
+def test_functional_forms_lower_like_their_modules(name, dtype):
+    fn, module = FUNCTIONAL_FORMS[name]
+    torch.manual_seed(0)
+    model = _Functional(fn).to(dtype).eval()
+    jpeg_model = jpegfx.convert(model, (21, 30))  # not a multiple of 8: partial blocks
+    lowered = [r for r in jpeg_model.records if r.jpeg != "(on pixels)" and r.node not in ("conv1", "conv2")]
+    record = next(lw for lw in registry.LOWERINGS.values() if lw.names().startswith(module))
+    assert [r.jpeg for r in lowered] == [record.jpeg], jpeg_model.records
+    x = torch.randn(2, 3, 21, 30, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    report = jpegfx.verify(model, jpeg_model, x)
+    assert report.max_rel_error <= RTOL[dtype], report.summary()
+
+
+def test_max_pool_returning_indices_is_not_taken_for_a_plain_pool():
+    """return_indices=True, positional or by keyword, has no module form: the call runs on pixels."""
+    for fn in (lambda m, x: F.max_pool2d(x, 2, 2, 0, 1, False, True)[0],
+               lambda m, x: F.max_pool2d(x, 2, return_indices=True)[0]):
+        model = _Functional(fn).eval()
+        jpeg_model = jpegfx.convert(model, 16)
+        assert not any(r.jpeg == "JpegMaxPool2d" for r in jpeg_model.records)
+        assert any("max_pool2d" in r.spatial for r in jpeg_model.records if r.jpeg == "(on pixels)"), jpeg_model.records
+        x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+        assert jpegfx.verify(model, jpeg_model, x).max_rel_error <= RTOL[torch.float32]

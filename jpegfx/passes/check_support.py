@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def hint() -> str:
-    return ("JPEG-domain lowerings exist for: " + ", ".join(lw.spatial for lw in registry.LOWERINGS.values())
+    return ("JPEG-domain lowerings exist for: " + ", ".join(lw.names() for lw in registry.LOWERINGS.values())
             + ", " + ", ".join(registry.ELEMENTWISE) + "; convert without strict=True to run the others on pixels")
 
 
