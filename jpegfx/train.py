@@ -424,8 +424,9 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
         if out is not None:
             torch.save(state, out / WEIGHTS)
             result.files["weights"] = str(out / WEIGHTS)
-            result.files["checkpoint"] = str(out / CHECKPOINT)
-            result.files["log"] = str(out / "log.csv")
+            for kind, name in (("checkpoint", CHECKPOINT), ("log", "log.csv")):
+                if (out / name).exists():  # none when max_steps stopped the first epoch
+                    result.files[kind] = str(out / name)
             if onnx:
                 result.files["onnx"] = _export(model, jpeg_model, val_policy, out, domains)
     if world.size > 1:
