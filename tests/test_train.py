@@ -178,10 +178,13 @@ def test_torchrun_two_processes_equal_one(gray_folder, tmp_path):
     common = [str(gray_folder), "--batch-size", "8", "--epochs", "2", "--lr", "0.05", "--freeze-bn", "--seed", "4",
               "--augment", "flip", "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                          "-m", "jpegfx", "train", *common, "--out-dir", str(tmp_path / "two")],
-                         capture_output=True, text=True, env=env, timeout=600)
-    assert two.returncode == 0, two.stderr[-3000:]
+    for attempt in range(2):  # one retry, only for a process killed by a signal (a gloo socket torn down under load)
+        two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                              "-m", "jpegfx", "train", *common, "--out-dir", str(tmp_path / "two")],
+                             capture_output=True, text=True, env=env, timeout=600)
+        if two.returncode == 0 or "Signal " not in two.stderr:
+            break
+    assert two.returncode == 0, two.stderr[:6000]
     one = subprocess.run([sys.executable, "-m", "jpegfx", "train", *common, "--out-dir", str(tmp_path / "one")],
                          capture_output=True, text=True, env=env, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
