@@ -8,8 +8,9 @@ from them, differentiably; BN computes batch statistics from DC and Parseval), a
 * the trained weights as the spatial model's own ``state_dict`` (loaded into ``model`` in place and
   written to ``out_dir/model.pt``): the converted network keeps the spatial module names, so its
   parameters and buffers map back name for name; before anything is written the spatial model with
-  those weights is run against the JPEG-domain model on a training batch, and a mismatch raises
-  :class:`~jpegfx.errors.ConversionError` instead of saving weights that compute something else;
+  those weights is converted again (same ReLU mode) and run against the trained JPEG-domain model on
+  a training batch in float64, and a mismatch raises :class:`~jpegfx.errors.ConversionError` instead
+  of saving weights that compute something else (the per-epoch checkpoint keeps the trained model);
 * a checkpoint per epoch (``out_dir/checkpoint.pt``: model, optimiser, schedule, epoch; read back
   with ``weights_only=True``), from which ``resume=True`` continues;
 * a log of loss, accuracy, learning rate and images per second per epoch (``log.csv``, ``log.json``);
@@ -53,7 +54,7 @@ from jpegfx.convert import JpegModel, convert
 from jpegfx.data.dataset import Collate, JpegFolder
 from jpegfx.errors import ConversionError, UsageError
 from jpegfx.preprocess import Policy
-from jpegfx.transforms import MAX_FREQUENCIES, from_dct
+from jpegfx.transforms import MAX_FREQUENCIES
 
 log = logging.getLogger(__name__)
 
@@ -250,28 +251,33 @@ def spatial_state_dict(jpeg_model: JpegModel, model: nn.Module) -> dict[str, tor
     return out
 
 
-def _check_weights(jpeg_model: JpegModel, model: nn.Module, x) -> float:
-    """Max relative difference of the spatial model (with the trained weights, eval mode) and the
-    JPEG-domain model (eval mode) on input ``x``; :class:`ConversionError` beyond float rounding in an
-    exact mode."""
-    was = jpeg_model.training
-    jpeg_model.eval()
-    model.eval()
-    try:
-        with torch.no_grad():
-            ours = jpeg_model(x)
-            pixels = (jpeg_model.spatial_input(x) if isinstance(x, jpeg_io.JpegBatch)
-                      else from_dct(x, tuple(jpeg_model.spec.input_size)))
-            theirs = model(pixels.to(next(model.parameters()).device))
-    finally:
-        jpeg_model.train(was)
-    ours, theirs = ours.double().cpu(), theirs.double().cpu()
+CHECK_BOUND = 1e-7
+"""Relative logit difference, in float64, allowed between the trained JPEG-domain model and the model
+converted again from the saved spatial weights: rounding only (a weight in the wrong place is O(1))."""
+
+
+def _check_weights(jpeg_model: JpegModel, model: nn.Module, x, domains: str) -> float:
+    """Convert ``model`` (the spatial model with the trained weights) again with the JPEG-domain model's
+    options and compare the two on ``x``, in eval mode and float64 (copies): the saved weights must give
+    back the trained model, in every ReLU mode. In exact mode the conversion's own self-check also
+    compares the spatial model itself. :class:`ConversionError` otherwise."""
+    spec = jpeg_model.spec
+    trained = copy.deepcopy(jpeg_model).double().eval()
+    again = convert(copy.deepcopy(model).double().eval(), tuple(spec.input_size), relu=spec.relu,
+                    frequencies=spec.frequencies, normalize=spec.normalize, upsampling=spec.upsampling,
+                    in_channels=spec.channels, any_size=False, domains=domains)
+    if isinstance(x, jpeg_io.JpegBatch):
+        again.to(x.components[0].coefficients.device)
+    else:
+        x = x.double()
+        again.to(x.device)
+    with torch.no_grad():
+        ours, theirs = trained(x).cpu(), again(x).cpu()
     rel = float((ours - theirs).abs().max() / theirs.abs().max().clamp_min(1e-30))
-    exact = jpeg_model.spec.relu == "exact"
-    bound = 1e-4 if jpeg_model.dtype == torch.float32 else 1e-9  # logits after a deep network, not one op
-    if exact and rel > bound:
-        raise ConversionError(f"the spatial model with the trained weights does not compute the trained JPEG-domain "
-                              f"model (max relative difference {rel:.2e} > {bound:.0e}); nothing was saved")
+    if rel > CHECK_BOUND:
+        raise ConversionError(f"the saved spatial weights do not give back the trained JPEG-domain model (max relative "
+                              f"difference {rel:.2e} > {CHECK_BOUND:.0e} in float64); model.pt was not written")
+    log.info("the spatial weights give back the trained model: max relative difference %.1e (float64)", rel)
     return rel
 
 
@@ -419,7 +425,7 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
         trained = copy.deepcopy(model).to(world.device)
         trained.load_state_dict(state, strict=True)
         if sample is not None:
-            _check_weights(jpeg_model, trained, _to(sample, world.device))
+            _check_weights(jpeg_model, trained, _to(sample, world.device), domains)
         model.load_state_dict(state, strict=True)
         if out is not None:
             torch.save(state, out / WEIGHTS)

@@ -283,3 +283,23 @@ def test_cli_train_names_a_broken_file(gray_folder, tmp_path, capsys):
     assert code == 2 and "broken.jpg" in err and len(err.splitlines()) == 1
     code = main(["train", str(root), "--batch-size", "5", "--on-error", "skip", "--out-dir", str(tmp_path / "out")])
     assert code == 0
+
+
+@pytest.mark.parametrize("relu", ["exact", "asm"])
+def test_weights_that_do_not_give_back_the_model_are_not_saved(gray_folder, tmp_path, monkeypatch, relu):
+    """A mapping that puts a weight in the wrong place (two same-shaped kernels swapped) is caught before
+    model.pt is written, in exact and approximate modes alike."""
+    real = jt.spatial_state_dict
+
+    def swapped(jpeg_model, model):
+        state = real(jpeg_model, model)
+        a, b = "layer1.0.conv1.weight", "layer1.0.conv2.weight"
+        state[a], state[b] = state[b], state[a]
+        return state
+
+    monkeypatch.setattr(jt, "spatial_state_dict", swapped)
+    torch.manual_seed(0)
+    with pytest.raises(jt.ConversionError, match="do not give back the trained JPEG-domain model"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32, relu=relu, frequencies=6,
+               options=jt.TrainOptions(batch_size=8), out_dir=tmp_path)
+    assert not (tmp_path / "model.pt").exists() and (tmp_path / "checkpoint.pt").exists()
