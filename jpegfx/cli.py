@@ -642,7 +642,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
         label_smoothing=args.label_smoothing, freeze_bn=args.freeze_bn, workers=args.workers, seed=args.seed,
-        max_steps=args.max_steps)
+        max_steps=args.max_steps, amp=args.amp)
     with _Status() as status:
         def progress(epoch: int, step: int, steps: int, loss: float) -> None:
             done = int(24 * step / steps)
@@ -821,6 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=0.0, metavar="EPOCHS", help="linear warm-up (cosine schedule)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--freeze-bn", action="store_true", help="BN layers use their running statistics (fine-tuning)")
+    p.add_argument("--amp", action="store_true",
+                   help="mixed precision: forward and loss under bfloat16 autocast (normalisation statistics in float32)")
     p.add_argument("--workers", type=_non_negative, default=0, help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=_positive, help="stop after this many optimiser steps")

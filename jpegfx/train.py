@@ -74,7 +74,9 @@ class TrainOptions:
     ``schedule``: "cosine" (linear warm-up for ``warmup_epochs``, then cosine to 0), "onecycle"
     (PyTorch's ``OneCycleLR`` with ``lr`` as its peak) or "constant"; ``freeze_bn`` runs every BN
     layer on its running statistics (its affine weights still learn); ``max_steps`` stops early
-    (smoke runs, tests)."""
+    (smoke runs, tests); ``amp`` runs forward and loss under bfloat16 autocast (CUDA or CPU; batch
+    statistics of the JPEG-domain normalisation layers stay in float32, the weights and the optimiser
+    in the model's dtype)."""
 
     epochs: int = 1
     batch_size: int = 32
@@ -89,6 +91,7 @@ class TrainOptions:
     workers: int = 0
     seed: int = 0
     max_steps: int | None = None
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -383,11 +386,12 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
                     raise UsageError(f"the training files are {x.size[0]}x{x.size[1]}, the network trains at "
                                      f"{size[0]}x{size[1]}: bring them to that size with a policy (--resize)")
             x, labels = _to(x, world.device), labels.to(world.device)
-            logits = net(x)
-            if logits.dim() != 2 or logits.shape[1] != len(train_data.classes):
-                raise UsageError(f"the model gives {tuple(logits.shape[1:])} outputs per image, the training data has "
-                                 f"{len(train_data.classes)} classes: give the model one output per class")
-            loss = F.cross_entropy(logits, labels, label_smoothing=options.label_smoothing)
+            with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=options.amp):
+                logits = net(x)
+                if logits.dim() != 2 or logits.shape[1] != len(train_data.classes):
+                    raise UsageError(f"the model gives {tuple(logits.shape[1:])} outputs per image, the training data "
+                                     f"has {len(train_data.classes)} classes: give the model one output per class")
+                loss = F.cross_entropy(logits, labels, label_smoothing=options.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

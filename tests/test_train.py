@@ -303,3 +303,22 @@ def test_weights_that_do_not_give_back_the_model_are_not_saved(gray_folder, tmp_
         jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32, relu=relu, frequencies=6,
                options=jt.TrainOptions(batch_size=8), out_dir=tmp_path)
     assert not (tmp_path / "model.pt").exists() and (tmp_path / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("domains", ["jpeg", "pixels"])
+def test_mixed_precision_takes_nearly_the_float32_steps(gray_folder, domains):
+    """bfloat16 autocast (on the CPU here; the same code on CUDA): the weights move as in float32, to
+    bfloat16's precision, and stay float32; BN statistics are computed in float32."""
+    moved = {}
+    for amp in (False, True):
+        torch.manual_seed(0)
+        model = models.paper(num_classes=CLASSES)
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        jt.fit(model, JpegFolder(gray_folder), input_size=32, domains=domains,
+               options=jt.TrainOptions(batch_size=8, lr=0.05, amp=amp))
+        moved[amp] = torch.cat([(model.state_dict()[k] - start[k]).flatten() for k in start
+                                if start[k].is_floating_point() and "running" not in k])
+        assert all(v.dtype in (torch.float32, torch.int64) for v in model.state_dict().values())
+    cosine = float(F.cosine_similarity(moved[True], moved[False], dim=0))
+    relative = float((moved[True] - moved[False]).norm() / moved[False].norm())
+    assert cosine > 0.99 and relative < 0.1, (cosine, relative)

@@ -212,3 +212,9 @@ class PaddingMask(DerivedMaps):
         if self.mask_cols:
             x = torch.cat([x[:, :, :, :-1], T.apply_block_map(x[:, :, :, -1:], self.col_map)], dim=3)
         return x
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is a 16-bit float (under autocast): batch statistics (sums of squares over
+    a whole batch) are computed in float32 at least, as PyTorch's own normalisation layers do."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from jpegfx.ops.base import PIXELS, SAME_DOMAIN, JpegModule, add_channel_constant
+from jpegfx.ops.base import PIXELS, SAME_DOMAIN, JpegModule, add_channel_constant, at_least_float32
 from jpegfx.transforms import NCOEF, BlockGeometry
 
 
@@ -65,7 +65,9 @@ class JpegBatchNorm2d(JpegModule):
         return SAME_DOMAIN
 
     def _batch_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-channel mean and biased variance of the logical pixels, from coefficients only."""
+        """Per-channel mean and biased variance of the logical pixels, from coefficients only (in float32
+        at least)."""
+        x = at_least_float32(x)
         if self.in_domain == PIXELS:
             return x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)
         n, c64, hb, wb = x.shape

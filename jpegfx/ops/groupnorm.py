@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from jpegfx.ops.base import PIXELS, SAME_DOMAIN, JpegModule
+from jpegfx.ops.base import PIXELS, SAME_DOMAIN, JpegModule, at_least_float32
 from jpegfx.transforms import NCOEF, BlockGeometry
 
 
@@ -53,6 +53,7 @@ class JpegGroupNorm(JpegModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.in_domain == PIXELS:
             return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        x = at_least_float32(x)  # statistics of a whole group: float32 at least under autocast
         n, c64, hb, wb = x.shape
         g = self.num_groups
         coeffs = x.reshape(n, g, c64 // NCOEF // g, NCOEF, hb, wb)

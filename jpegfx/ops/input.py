@@ -19,6 +19,8 @@ model gives it luma in all three channels (R = G = B = Y), as Pillow's ``convert
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from jpegfx import jpeg as jpeg_io
@@ -66,6 +68,19 @@ def colour_map(color_space: str, channels: int) -> tuple[torch.Tensor, torch.Ten
         return torch.ones(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.float64), [0]
     m, b = jpeg_io.ycbcr_to_rgb_matrix()
     return m, b, [0, 1, 2]
+
+
+def _without_autocast(method):
+    """Run an input-stage method in the stage's own precision even under autocast: the stage is the
+    decoder (dequantise, inverse DCT, upsample, colour), which a spatial pipeline runs before autocast."""
+
+    @functools.wraps(method)
+    def run(self, *inputs, **kwargs):
+        device = inputs[0].device.type if inputs else "cpu"
+        with torch.autocast(device, enabled=False):
+            return method(self, *inputs, **kwargs)
+
+    return run
 
 
 class JpegInputStage(DerivedMaps):
@@ -121,6 +136,7 @@ class JpegInputStage(DerivedMaps):
             sizes, factors = component_layout((self.geometry.h, self.geometry.w), tuple(samplings))
         return inputs[:k], inputs[k:], sizes, factors
 
+    @_without_autocast
     def forward(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
         """``samplings``: the inputs' per-component ``(v, h)`` factors when they are not the stage's own
         (same colour space; only the ratios to the largest factor matter). The stage is the same module
@@ -132,6 +148,7 @@ class JpegInputStage(DerivedMaps):
         x = torch.matmul(self.mix, planes.reshape(n, len(self.used), -1)).reshape(n, self.channels * NCOEF, hb, wb)
         return add_channel_constant(x, self.offset, self.pattern)
 
+    @_without_autocast
     def pixels(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
         """The same input as normalised pixels ``(N, C, h, w)`` — what :meth:`forward` gives before its
         block DCT — for networks whose first op is the inverse DCT (``convert(domains="pixels")``):
