@@ -142,6 +142,8 @@ class _World:
 def _join_world(device: str | None) -> _World:
     """The process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1), joined here
     unless the caller already did; one process otherwise."""
+    if device is not None and device.split(":")[0] == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device cuda: this torch has no CUDA device available")
     owned = False
     if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         backend = "nccl" if torch.cuda.is_available() and device != "cpu" else "gloo"

@@ -263,6 +263,9 @@ def test_cli_train(gray_folder, tmp_path, capsys):
     (["--resume"], "no checkpoint to resume from"),
     (["--batch-size", "100"], "do not fill one batch of 100"),
     (["--input-size", "48", "--batch-size", "8"], "files are 32x32, the network trains at 48x48: .*--resize"),
+    (["--lr", "-1"], "lr must be > 0"),
+    pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(
+        torch.cuda.is_available(), reason="this machine has a CUDA device")),
 ])
 def test_cli_train_errors(gray_folder, tmp_path, capsys, argv, message):
     code = main(["train", str(gray_folder), "--out-dir", str(tmp_path / "out"), *argv])
