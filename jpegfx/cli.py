@@ -176,6 +176,22 @@ def _factory_model(spec: str) -> nn.Module:
 
 def _load_weights(model: nn.Module, weights: Path) -> None:
     """Load a state_dict file with ``weights_only=True``; every problem is a one-line UsageError."""
+    state = _read_state(weights)
+    expected = model.state_dict()
+    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if wrong:
+        k = wrong[0]
+        raise UsageError(f"{weights}: weights do not match the model: {len(wrong)} tensor(s) of the wrong shape "
+                         f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise UsageError(f"{weights}: weights do not match the model: {len(result.missing_keys)} missing "
+                         f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
+                         f"(e.g. {result.unexpected_keys[:2]})")
+
+
+def _read_state(weights: Path) -> dict:
+    """A state_dict file read with ``weights_only=True``: a dict of tensors, or a one-line UsageError."""
     if weights.is_dir():
         raise UsageError(f"--weights {weights}: is a directory, not a state_dict file")
     if not weights.exists():
@@ -191,17 +207,28 @@ def _load_weights(model: nn.Module, weights: Path) -> None:
                          f"not a torch.save file ({type(e).__name__}); jpegfx never unpickles code") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{weights}: expected a state_dict (a dict of tensors)")
-    expected = model.state_dict()
-    wrong = [k for k, v in state.items() if k in expected and v.shape != expected[k].shape]
-    if wrong:
-        k = wrong[0]
-        raise UsageError(f"{weights}: weights do not match the model: {len(wrong)} tensor(s) of the wrong shape "
-                         f"(e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-    result = model.load_state_dict(state, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise UsageError(f"{weights}: weights do not match the model: {len(result.missing_keys)} missing "
-                         f"(e.g. {result.missing_keys[:2]}), {len(result.unexpected_keys)} unexpected "
-                         f"(e.g. {result.unexpected_keys[:2]})")
+    return state
+
+
+def _load_weights_but_head(model: nn.Module, weights: Path) -> None:
+    """Load a state_dict except the tensors of ``nn.Linear`` layers whose shapes differ (a classifier for
+    another number of classes, which keeps its fresh initialisation); any other difference is refused."""
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    linear = {name for name, m in model.named_modules() if isinstance(m, nn.Linear)}
+    state = _read_state(weights)
+    extra, missing = sorted(set(state) - set(fresh)), sorted(set(fresh) - set(state))
+    if extra or missing:
+        raise UsageError(f"{weights}: weights do not match the model: {len(missing)} missing (e.g. {missing[:2]}), "
+                         f"{len(extra)} unexpected (e.g. {extra[:2]})")
+    reset = sorted(k for k, v in state.items() if v.shape != fresh[k].shape and k.rpartition(".")[0] in linear)
+    bad = [k for k, v in state.items() if v.shape != fresh[k].shape and k not in reset]
+    if bad:
+        raise UsageError(f"{weights}: weights do not match the model: {len(bad)} tensor(s) of the wrong shape outside "
+                         f"its linear layers (e.g. {bad[0]}: {tuple(state[bad[0]].shape)} vs {tuple(fresh[bad[0]].shape)})")
+    model.load_state_dict({**state, **{k: fresh[k] for k in reset}}, strict=True)
+    if reset:
+        print(f"reset {', '.join(reset)} for {model.state_dict()[reset[0]].shape[0]} classes (freshly initialised)",
+              file=sys.stderr)
 
 
 def load_model(spec: str, channels: int | None, weights: Path | None, num_classes: int | None = None) -> nn.Module:
@@ -637,7 +664,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     train_set = data.JpegFolder(args.train, augment=augment, seed=args.seed, on_error=args.on_error)
     val_set = data.JpegFolder(args.val, classes=train_set.classes, on_error=args.on_error) if args.val else None
     torch.manual_seed(args.seed)  # the same initial weights in every process and every run with this seed
-    model = load_model(args.model, args.channels, args.weights, num_classes=len(train_set.classes))
+    model = load_model(args.model, args.channels, None if args.reset_head else args.weights,
+                       num_classes=len(train_set.classes))
+    if args.reset_head:
+        if args.weights is None:
+            raise UsageError("--reset-head goes with --weights (the pretrained weights whose classifier is replaced)")
+        _load_weights_but_head(model, args.weights)
     options = _train.TrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
@@ -799,6 +831,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=Path, help="held-out folder with the same class subfolders")
     p.add_argument("--model", default="paper", help="a zoo name or module:factory (default paper)")
     p.add_argument("--weights", type=Path, help="a state_dict file to start from (loaded with weights_only=True)")
+    p.add_argument("--reset-head", action="store_true",
+                   help="with --weights: keep the pretrained weights but a classifier (nn.Linear) of another class "
+                        "count, which starts freshly initialised for the training folder's classes")
     p.add_argument("--channels", type=int, choices=[1, 3], help="input channels of a zoo model")
     p.add_argument("--input-size", type=_size, help="HxW (default: the model's native size)")
     p.add_argument("--resize", type=_resize, metavar="S|auto",

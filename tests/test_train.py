@@ -325,3 +325,24 @@ def test_mixed_precision_takes_nearly_the_float32_steps(gray_folder, domains):
     cosine = float(F.cosine_similarity(moved[True], moved[False], dim=0))
     relative = float((moved[True] - moved[False]).norm() / moved[False].norm())
     assert cosine > 0.99 and relative < 0.1, (cosine, relative)
+
+
+def test_cli_reset_head_fine_tunes_pretrained_weights_for_new_classes(gray_folder, tmp_path, capsys):
+    """The shipped 10-class paper network fine-tuned on a 3-class folder: every pretrained tensor is kept
+    but the classifier, which starts fresh for 3 classes; without --reset-head the mismatch is refused."""
+    from jpegfx import datasets
+
+    pretrained = tmp_path / "pretrained.pt"
+    torch.save(datasets.default_model().state_dict(), pretrained)
+    argv = ["train", str(gray_folder), "--batch-size", "8", "--weights", str(pretrained), "--freeze-bn",
+            "--lr", "1e-9", "--out-dir", str(tmp_path / "out"), "--json"]
+    assert main(argv) == 2
+    assert "fc.weight: (10, 64) vs (3, 64)" in capsys.readouterr().err
+    assert main(argv + ["--reset-head"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    trained = torch.load(out["files"]["weights"], weights_only=True)
+    original = datasets.default_model().state_dict()
+    assert trained["fc.weight"].shape == (3, 64)
+    for k in ("conv1.weight", "layer3.0.conv2.weight", "bn1.running_var"):  # lr 1e-9, BN frozen: kept
+        assert torch.allclose(trained[k], original[k], atol=1e-6), k
+    assert main(["train", str(gray_folder), "--reset-head", "--out-dir", str(tmp_path / "x")]) == 2
