@@ -193,9 +193,10 @@ class JpegFolder:
         path, label = self.samples[index]
         try:
             coefs = reader.read_coefficients(path, tolerant=self.tolerant)
-            rng = self.rng(index)
-            for op in self.augment:
-                coefs = op(coefs, rng)
+            if self.augment:  # a generator costs tens of microseconds: only when something draws from it
+                rng = self.rng(index)
+                for op in self.augment:
+                    coefs = op(coefs, rng)
         except JpegError as exc:
             if self.on_error == "raise":
                 raise JpegError(f"{path}: {exc}") if path not in str(exc) else exc
