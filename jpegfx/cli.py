@@ -660,7 +660,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "crop" in augment_names and policy is None:
         raise UsageError("--augment crop changes the image size: give --resize (the policy that brings each crop to "
                          "the input size)")
-    augment = [data.RandomCrop() if name == "crop" else data.RandomFlip() for name in augment_names]
+    # a crop's shorter side must stay within reach of the policy's largest scale, 16/8
+    augment = [data.RandomCrop(min_side=-(-policy.resize // 2) if policy and policy.resize else max(size))
+               if name == "crop" else data.RandomFlip() for name in augment_names]
     train_set = data.JpegFolder(args.train, augment=augment, seed=args.seed, on_error=args.on_error)
     val_set = data.JpegFolder(args.val, classes=train_set.classes, on_error=args.on_error) if args.val else None
     torch.manual_seed(args.seed)  # the same initial weights in every process and every run with this seed

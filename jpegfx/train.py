@@ -52,7 +52,7 @@ from torch import nn
 from jpegfx import jpeg as jpeg_io
 from jpegfx.convert import JpegModel, convert
 from jpegfx.data.dataset import Collate, JpegFolder
-from jpegfx.errors import ConversionError, UsageError
+from jpegfx.errors import ConversionError, JpegfxError, UsageError
 from jpegfx.preprocess import Policy
 from jpegfx.transforms import MAX_FREQUENCIES
 
@@ -157,6 +157,35 @@ def _join_world(device: str | None) -> _World:
         torch.cuda.set_device(local)
         device = f"cuda:{local}"
     return _World(rank, size, torch.device(device), owned)
+
+
+def _fits(size: tuple[int, int], policy: Policy | None) -> Callable:
+    """``header -> problem | None``: whether a file reaches the network's input. With a policy, its
+    header must let the policy bring it to ``size`` (a :class:`~jpegfx.data.RandomCrop` keeps crops the
+    policy can scale through its ``min_side``); without one, every file must be ``size`` and share the
+    first file's chroma layout, to stack into one batch."""
+    first: list = []
+
+    def fits(header) -> str | None:
+        if policy is not None:
+            try:
+                n, region = policy.window(header.size)
+            except JpegfxError as exc:
+                return str(exc)
+            return None if (region[2], region[3]) == tuple(size) else (
+                f"gives {region[2]}x{region[3]} under the policy ({policy.describe()}), the network trains at "
+                f"{size[0]}x{size[1]}")
+        if tuple(header.size) != tuple(size):
+            return (f"image {header.size[0]}x{header.size[1]}, the network trains at {size[0]}x{size[1]}: bring the "
+                    "files to that size with a policy (--resize)")
+        if not first:
+            first.append(header.layout)
+        if header.layout != first[0]:
+            return (f"chroma layout {header.subsampling} differs from the first file's; files of one size and layout "
+                    "stack into a batch: give a policy (--resize) to mix layouts")
+        return None
+
+    return fits
 
 
 def _to(x, device: torch.device):
@@ -353,6 +382,9 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
                          any_size=False, domains=domains)
     log.info("converted %s for training at %dx%d in %.1f s", type(model).__name__, *size, time.perf_counter() - start)
     jpeg_model.to(world.device)
+    for data, data_policy in ((train_data, policy), (val_data, val_policy)):
+        if data is not None:
+            data.check(_fits(size, data_policy))
     collate = Collate.for_model(jpeg_model, policy)
     val_collate = Collate.for_model(jpeg_model, val_policy)
     loader = make_loader(train_data, collate, options, rank=world.rank, world=world.size)

@@ -262,7 +262,7 @@ def test_cli_train(gray_folder, tmp_path, capsys):
     (["--augment", "rotate"], "unknown augmentation"),
     (["--resume"], "no checkpoint to resume from"),
     (["--batch-size", "100"], "do not fill one batch of 100"),
-    (["--input-size", "48", "--batch-size", "8"], "files are 32x32, the network trains at 48x48: .*--resize"),
+    (["--input-size", "48", "--batch-size", "8"], "image 32x32, the network trains at 48x48: .*--resize.* \\(and 23 more file\\(s\\)\\)"),
     (["--lr", "-1"], "lr must be > 0"),
     pytest.param(["--device", "cuda"], "no CUDA device", marks=pytest.mark.skipif(
         torch.cuda.is_available(), reason="this machine has a CUDA device")),
@@ -346,3 +346,35 @@ def test_cli_reset_head_fine_tunes_pretrained_weights_for_new_classes(gray_folde
     for k in ("conv1.weight", "layer3.0.conv2.weight", "bn1.running_var"):  # lr 1e-9, BN frozen: kept
         assert torch.allclose(trained[k], original[k], atol=1e-6), k
     assert main(["train", str(gray_folder), "--reset-head", "--out-dir", str(tmp_path / "x")]) == 2
+
+
+def test_files_that_cannot_reach_the_network_are_found_before_training(gray_folder, tmp_path):
+    """Every file's header is checked before the first step: a file of another size (no policy) or one
+    too small for the policy stops the run at once, named, or is left out with on_error='skip'."""
+    import shutil
+
+    from jpegfx.errors import JpegError
+
+    root = tmp_path / "train"
+    shutil.copytree(gray_folder, root)
+    _write(root / "class2" / "odd.jpg", np.full((40, 32), 128, np.uint8), quality=90)
+    options = jt.TrainOptions(batch_size=8)
+    with pytest.raises(JpegError, match=r"odd\.jpg: image 40x32, the network trains at 32x32"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(root), input_size=32, options=options,
+               out_dir=tmp_path / "out")
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+    skipping = JpegFolder(root, on_error="skip")
+    result = jt.fit(models.paper(num_classes=CLASSES), skipping, input_size=32, options=options)
+    assert len(skipping) == 24 and result.history[0]["steps"] == 3
+
+    _write(root / "class1" / "tiny.jpg", np.full((12, 30), 128, np.uint8), quality=90)
+    policy = Policy(resize=32, crop=32, resample="bilinear")
+    with pytest.raises(JpegError, match=r"tiny\.jpg: image 12x30 is too small"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(root), input_size=32, policy=policy, options=options)
+
+
+def test_random_crop_keeps_crops_the_policy_can_scale():
+    crop = RandomCrop(scale=(0.05, 0.2), min_side=40)
+    for seed in range(20):
+        top, left, h, w = crop.window((100, 120), (16, 16), np.random.default_rng(seed))
+        assert min(h, w) >= 40 or (h, w) == (100, 120)

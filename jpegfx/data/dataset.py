@@ -63,12 +63,14 @@ class RandomCrop:
     """A random crop on the MCU grid, losslessly in the coefficients (``jpegtran -crop``).
 
     Draws an area fraction from ``scale`` (uniform) and an aspect ratio ``w/h`` from ``ratio``
-    (log-uniform), as torchvision's ``RandomResizedCrop``; up to ten draws that fit the image, else
-    the whole image. The crop's origin is uniform over the MCU-aligned positions where it fits (a
-    crop that fits only unaligned is shrunk to fit from the aligned origin below it)."""
+    (log-uniform), as torchvision's ``RandomResizedCrop``; up to ten draws that fit the image (and
+    whose shorter side is at least ``min_side``: what the collate's policy can still scale to the
+    network's size), else the whole image. The crop's origin is uniform over the MCU-aligned
+    positions where it fits."""
 
     scale: tuple[float, float] = (0.25, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    min_side: int = 1
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
@@ -87,7 +89,7 @@ class RandomCrop:
             target = area * rng.uniform(*self.scale)
             aspect = math.exp(rng.uniform(*log_ratio))
             cw, ch = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
-            if 0 < ch <= h and 0 < cw <= w:
+            if max(1, self.min_side) <= min(ch, cw) and ch <= h and cw <= w:
                 top = mcu[0] * int(rng.integers(0, (h - ch) // mcu[0] + 1))
                 left = mcu[1] * int(rng.integers(0, (w - cw) // mcu[1] + 1))
                 return top, left, ch, cw
@@ -179,6 +181,30 @@ class JpegFolder:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def check(self, fits) -> list[tuple[str, str]]:
+        """Read every file's header (no scan is decoded) and ask ``fits(header)`` for a problem (a string)
+        or ``None``; returns ``[(path, problem), …]`` for the files that cannot be read or do not fit.
+        With ``on_error="skip"`` those files are removed from the dataset (and logged); with "raise" a
+        one-line :class:`~jpegfx.errors.JpegError` names the first and counts them. A training run calls
+        this before its first step, so a file that would stop it half-way is found at the start."""
+        problems = []
+        for path, _ in self.samples:
+            try:
+                problem = fits(reader.read_header(path, tolerant=self.tolerant))
+            except JpegError as exc:
+                problem = str(exc)
+            if problem is not None:
+                problems.append((path, problem if problem.startswith(path) else f"{path}: {problem}"))
+        if problems and self.on_error == "raise":
+            more = f" (and {len(problems) - 1} more file(s))" if len(problems) > 1 else ""
+            raise JpegError(problems[0][1] + more)
+        if problems:
+            bad = {path for path, _ in problems}
+            for _, problem in problems:
+                log.warning("leaving out %s", problem)
+            self.samples = [(p, label) for p, label in self.samples if p not in bad]
+        return problems
 
     def set_epoch(self, epoch: int) -> None:
         """Draw the augmentations of ``epoch`` (call before each epoch; a DataLoader's workers are
