@@ -676,7 +676,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup,
         label_smoothing=args.label_smoothing, freeze_bn=args.freeze_bn, workers=args.workers, seed=args.seed,
-        max_steps=args.max_steps, amp=args.amp)
+        max_steps=args.max_steps, amp=args.amp, check_files=not args.no_check)
     with _Status() as status:
         def progress(epoch: int, step: int, steps: int, loss: float) -> None:
             done = int(24 * step / steps)
@@ -864,7 +864,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=_positive, help="stop after this many optimiser steps")
     p.add_argument("--on-error", choices=["raise", "skip"], default="raise",
-                   help="stop at the first unreadable file (default) or leave such files out of their batch")
+                   help="stop at the first unreadable file (default) or leave such files out")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip reading every file's header before the first step (it costs one pass of I/O over "
+                        "the files; without it a bad file is found when its batch is read)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--domains", choices=["jpeg", "pixels"], default="pixels",
                    help="where values live between ops: pixels (default: every op on pixels after one inverse DCT, "

@@ -76,7 +76,9 @@ class TrainOptions:
     layer on its running statistics (its affine weights still learn); ``max_steps`` stops early
     (smoke runs, tests); ``amp`` runs forward and loss under bfloat16 autocast (CUDA or CPU; batch
     statistics of the JPEG-domain normalisation layers stay in float32, the weights and the optimiser
-    in the model's dtype)."""
+    in the model's dtype); ``check_files`` reads every file's header before the first step
+    (:meth:`~jpegfx.data.JpegFolder.check`; it reads each file once, about an epoch's I/O without the
+    compute)."""
 
     epochs: int = 1
     batch_size: int = 32
@@ -92,6 +94,7 @@ class TrainOptions:
     seed: int = 0
     max_steps: int | None = None
     amp: bool = False
+    check_files: bool = True
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -383,7 +386,7 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
     log.info("converted %s for training at %dx%d in %.1f s", type(model).__name__, *size, time.perf_counter() - start)
     jpeg_model.to(world.device)
     for data, data_policy in ((train_data, policy), (val_data, val_policy)):
-        if data is not None:
+        if data is not None and options.check_files:
             data.check(_fits(size, data_policy))
     collate = Collate.for_model(jpeg_model, policy)
     val_collate = Collate.for_model(jpeg_model, val_policy)
@@ -511,7 +514,8 @@ def _load_checkpoint(out: Path, jpeg_model, optimizer, schedule, options) -> tup
     except (KeyError, ValueError, RuntimeError, TypeError) as exc:
         raise UsageError(f"{path}: not a checkpoint of this model ({str(exc).splitlines()[0]})") from None
     changed = [f.name for f in fields(TrainOptions)
-               if f.name not in ("epochs", "workers", "max_steps") and getattr(saved, f.name) != getattr(options, f.name)]
+               if f.name not in ("workers", "max_steps", "check_files")  # epochs: the schedule spans them
+               and getattr(saved, f.name) != getattr(options, f.name)]
     if changed:
         raise UsageError(f"{path}: the run was started with other options ({', '.join(changed)}); "
                          "resume with the same ones")

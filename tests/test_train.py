@@ -378,3 +378,14 @@ def test_random_crop_keeps_crops_the_policy_can_scale():
     for seed in range(20):
         top, left, h, w = crop.window((100, 120), (16, 16), np.random.default_rng(seed))
         assert min(h, w) >= 40 or (h, w) == (100, 120)
+
+
+def test_resume_refuses_another_schedule(gray_folder, tmp_path):
+    """The learning-rate schedule spans the run's epochs: resuming with more epochs is refused, not
+    silently trained at the old schedule's final rate."""
+    torch.manual_seed(0)
+    jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32,
+           options=jt.TrainOptions(epochs=1, batch_size=8), out_dir=tmp_path)
+    with pytest.raises(UsageError, match="other options .*epochs"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32,
+               options=jt.TrainOptions(epochs=2, batch_size=8), out_dir=tmp_path, resume=True)
