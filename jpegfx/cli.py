@@ -314,14 +314,15 @@ def cmd_convert(args: argparse.Namespace) -> int:
     exact = args.relu == "exact" and args.maxpool == "exact"
     tolerance = None if exact else APPROXIMATE
     policy = None
-    if args.no_crop and (args.resize is None or args.crop):
-        raise UsageError("--no-crop goes with --resize (photos at the size it scales them to), not with --crop")
+    if args.no_crop and args.crop:
+        raise UsageError("--no-crop and --crop contradict each other")
     if args.no_crop and (args.domains != "pixels" or not exact):
         raise UsageError("--no-crop needs --domains pixels and exact ReLU and max pooling: only a network on pixels "
                          "runs at any size in one ONNX graph")
-    if args.resize is not None or args.crop:
+    if args.resize is not None or args.crop or args.no_crop:
         if args.subsampling is not None:
-            raise UsageError("--subsampling fixes one JPEG layout; --resize/--crop export for every layout: give one")
+            raise UsageError("--subsampling fixes one JPEG layout; --resize/--crop/--no-crop export for every layout: "
+                             "give one")
         resize = round(max(size) * 8 / 7) if args.resize == "auto" else args.resize
         if resize is not None and resize < max(size) and not args.no_crop:
             raise UsageError(f"--resize {resize} is smaller than the input size {size[0]}x{size[1]}: the centre crop "
@@ -762,8 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="export for photos of any layout at least the input size: centre-crop them to it, without "
                         "scaling (implied by --resize)")
     p.add_argument("--no-crop", action="store_true",
-                   help="with --resize and --domains pixels: no centre crop; each photo runs at the size the policy "
-                        "scales it to, in one ONNX file with dynamic height and width")
+                   help="with --domains pixels: no centre crop; each photo runs at the size --resize scales it to (at "
+                        "its own size without --resize), in one ONNX file with dynamic height and width")
     p.add_argument("--check", type=_non_negative, default=4, metavar="N", help="verify on N random inputs (0: skip)")
     p.add_argument("-o", "--output", type=Path, help="write the converted model as ONNX (after verification)")
     p.add_argument("--class-names", type=Path, help="a text file with one class name per line (ONNX metadata)")

@@ -252,3 +252,9 @@ def test_cli_no_crop_serves_photos_at_their_own_scale(tmp_path, capsys):
     code = main(["convert", "--model", "resnet20", "--resize", "40", "--no-crop", "-o", str(tmp_path / "x.onnx")])
     err = capsys.readouterr().err
     assert code == 2 and "--no-crop needs --domains pixels" in err and len(err.strip().splitlines()) == 1
+    own = tmp_path / "own.onnx"  # without --resize: every photo at its own size
+    assert main(["convert", "--model", "resnet20", "--domains", "pixels", "--no-crop", "--check", "0",
+                 "-o", str(own)]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(own), *files, "--json"]) == 0
+    assert all(r["error"] is None for r in json.loads(capsys.readouterr().out))
