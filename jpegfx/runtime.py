@@ -46,6 +46,9 @@ __all__ = ["Prediction", "Session", "default_providers"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 _EXPORTABLE = ("4:4:4", "4:2:2", "4:2:0", "4:4:0")  # layouts export_onnx accepts besides "gray"
+CALL_PIXELS = 16_000_000
+"""At most this many pixels per image plane in one onnxruntime run of photos at their own size (a file
+without a crop): a batch of large photos runs in parts, one photo at least."""
 _ONNX_FLOAT = {"float32": "tensor(float)", "float64": "tensor(double)"}
 _NUMPY_FLOAT = {"float32": np.float32, "float64": np.float64}
 
@@ -379,10 +382,13 @@ class Session:
         out = None
         for positions, pixels in preprocess.pixel_groups(items, spec.preprocess, size, spec.channels, spec.normalize,
                                                          spec.upsampling, dtype):
-            logits = self._session_run({PIXEL_INPUT: pixels})
-            if out is None:
-                out = np.empty((len(items), *logits.shape[1:]), dtype=logits.dtype)
-            out[positions] = logits
+            # photos at their own size can be large: at most CALL_PIXELS pixels per run (at least one photo)
+            step = max(1, CALL_PIXELS // (pixels.shape[2] * pixels.shape[3]))
+            for start in range(0, len(positions), step):
+                logits = self._session_run({PIXEL_INPUT: pixels[start:start + step]})
+                if out is None:
+                    out = np.empty((len(items), *logits.shape[1:]), dtype=logits.dtype)
+                out[positions[start:start + step]] = logits
         return out
 
     def predict(self, paths: Sequence[PathLike | bytes | BinaryIO], batch_size: int = 32, top_k: int = 5,

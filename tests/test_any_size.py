@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -179,7 +180,6 @@ def test_one_onnx_file_runs_every_size(tmp_path, name):
     """Converted once (on pixels, for any size) and exported once without a crop: onnxruntime runs each
     photo at its own size (224×224, 257×193, 427×640, 600×512, a gray 233×301) in that one file, each
     equal to the spatial model on the float decode of the same coefficients."""
-    import numpy as np
 
     from jpegfx import preprocess
     from jpegfx.export import export_onnx
@@ -258,3 +258,31 @@ def test_cli_no_crop_serves_photos_at_their_own_scale(tmp_path, capsys):
     capsys.readouterr()
     assert main(["predict", str(own), *files, "--json"]) == 0
     assert all(r["error"] is None for r in json.loads(capsys.readouterr().out))
+
+
+def test_large_photos_at_their_own_size_run_in_parts(tmp_path, monkeypatch):
+    """A batch of photos at their own size is split so that no onnxruntime run holds more than
+    runtime.CALL_PIXELS pixels per plane; the results are those of one photo per run, in order."""
+    from jpegfx import preprocess, runtime
+    from jpegfx.export import export_onnx
+    from jpegfx.reader import read_coefficients
+
+    torch.manual_seed(0)
+    jpeg_model = jpegfx.convert(models.resnet20().eval(), domains="pixels").eval()
+    session = runtime.Session(export_onnx(jpeg_model, tmp_path / "r20.onnx", preprocess=preprocess.Policy()),
+                              providers=["CPUExecutionProvider"])
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"{i}.jpg")
+        china.crop((20 * i, 0, 20 * i + 96, 80)).save(paths[-1], format="JPEG", quality=85)
+    coefs = [read_coefficients(p) for p in paths]
+    calls = []
+    real_run = session._session_run
+    monkeypatch.setattr(session, "_session_run", lambda feed: calls.append(len(next(iter(feed.values()))))
+                        or real_run(feed))
+    monkeypatch.setattr(runtime, "CALL_PIXELS", 2 * 80 * 96)
+    together = session.run(coefs)
+    assert calls == [2, 2, 1]
+    alone = np.concatenate([session.run([c]) for c in coefs])
+    assert np.allclose(together, alone, rtol=1e-5, atol=1e-6)
