@@ -242,3 +242,28 @@ def test_thirdparty_finetuning_matches_spatial_steps(tmp_path, source, name) -> 
     for key, value in spatial.state_dict().items():
         if value.is_floating_point():
             assert (model.state_dict()[key] - value).abs().max() <= RTOL[torch.float64] * value.abs().max().clamp_min(1e-30) * 10, key
+
+
+@pytest.mark.parametrize("name", ["resnetv2_50x1_bit", "skresnet18", "resnest14d", "res2net50_14w_8s"])
+def test_thirdparty_families_train_and_map_back(tmp_path, name) -> None:
+    """Weight-standardised convs with GroupNorm (BiT), selective kernels, split attention and Res2Net
+    splits train in the JPEG domain (float32, train-mode BN/GN), and fit's own check — the saved spatial
+    weights converted again give back the trained model in float64 — passes; they load with strict=True."""
+    from jpegfx import train as jt
+    from jpegfx.data import JpegFolder
+
+    rng = np.random.default_rng(1)
+    for label in range(2):
+        (tmp_path / f"c{label}").mkdir()
+        for i in range(4):
+            pixels = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+            pixels[..., label] = 200
+            Image.fromarray(pixels).save(tmp_path / f"c{label}" / f"{i}.jpg", quality=85)
+    torch.manual_seed(SEED)
+    model = timm.create_model(name, pretrained=False, num_classes=2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = jt.fit(model, JpegFolder(tmp_path), input_size=48, options=jt.TrainOptions(batch_size=4, lr=0.01))
+    assert result.history[0]["steps"] == 2
+    fresh = timm.create_model(name, pretrained=False, num_classes=2)
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
