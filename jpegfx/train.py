@@ -51,7 +51,7 @@ from torch import nn
 
 from jpegfx import jpeg as jpeg_io
 from jpegfx.convert import JpegModel, convert
-from jpegfx.data.dataset import Collate, JpegFolder
+from jpegfx.data.dataset import Collate, JpegFolder, RandomCrop
 from jpegfx.errors import ConversionError, JpegfxError, UsageError
 from jpegfx.preprocess import Policy
 from jpegfx.transforms import MAX_FREQUENCIES
@@ -363,6 +363,8 @@ def fit(model: nn.Module, train_data: JpegFolder, *, input_size: tuple[int, int]
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     if policy is not None and policy.crop is not None and tuple(policy.crop) != size:
         raise UsageError(f"the policy crops {policy.crop[0]}x{policy.crop[1]}, the network trains at {size[0]}x{size[1]}")
+    if policy is None and any(isinstance(op, RandomCrop) for op in getattr(train_data, "augment", ())):
+        raise UsageError("a random crop changes the image size: give a policy that brings each crop to the input size")
     out = Path(out_dir) if out_dir is not None else None
     if resume and (out is None or not (out / CHECKPOINT).exists()):
         raise UsageError(f"{out / CHECKPOINT if out else 'resume'}: no checkpoint to resume from (resume needs the "

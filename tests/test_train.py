@@ -373,7 +373,11 @@ def test_files_that_cannot_reach_the_network_are_found_before_training(gray_fold
         jt.fit(models.paper(num_classes=CLASSES), JpegFolder(root), input_size=32, policy=policy, options=options)
 
 
-def test_random_crop_keeps_crops_the_policy_can_scale():
+def test_random_crop_keeps_crops_the_policy_can_scale(gray_folder):
+    with pytest.raises(UsageError, match="random crop changes the image size"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder, augment=[RandomCrop()]), input_size=32)
+    with pytest.raises(UsageError, match="min_side"):
+        RandomCrop(min_side=0)
     crop = RandomCrop(scale=(0.05, 0.2), min_side=40)
     for seed in range(20):
         top, left, h, w = crop.window((100, 120), (16, 16), np.random.default_rng(seed))

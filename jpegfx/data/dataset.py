@@ -78,6 +78,8 @@ class RandomCrop:
             raise UsageError(f"RandomCrop scale must satisfy 0 < min <= max <= 1, got {self.scale!r}")
         if not 0 < self.ratio[0] <= self.ratio[1]:
             raise UsageError(f"RandomCrop ratio must satisfy 0 < min <= max, got {self.ratio!r}")
+        if isinstance(self.min_side, bool) or not isinstance(self.min_side, int) or self.min_side < 1:
+            raise UsageError(f"RandomCrop min_side must be a positive integer, got {self.min_side!r}")
 
     def window(self, size: tuple[int, int], mcu: tuple[int, int], rng: np.random.Generator
                ) -> tuple[int, int, int, int]:
