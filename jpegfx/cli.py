@@ -664,8 +664,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     # a crop's shorter side must stay within reach of the policy's largest scale, 16/8
     augment = [data.RandomCrop(min_side=-(-policy.resize // 2) if policy and policy.resize else max(size))
                if name == "crop" else data.RandomFlip() for name in augment_names]
-    train_set = data.JpegFolder(args.train, augment=augment, seed=args.seed, on_error=args.on_error)
-    val_set = data.JpegFolder(args.val, classes=train_set.classes, on_error=args.on_error) if args.val else None
+    def dataset(path: Path, **options):
+        if path.is_file():  # a CSV list of path,label
+            return data.JpegFolder(samples=data.read_list(path), on_error=args.on_error, **options)
+        return data.JpegFolder(path, on_error=args.on_error, **options)
+
+    train_set = dataset(args.train, augment=augment, seed=args.seed)
+    val_set = None
+    if args.val:
+        val_set = dataset(args.val)
+        if val_set.root is not None and val_set.classes != train_set.classes:
+            raise UsageError(f"{args.val}: class folders {val_set.classes} do not match the training classes "
+                             f"{train_set.classes}")
+        if max(label for _, label in val_set.samples) >= len(train_set.classes):
+            raise UsageError(f"{args.val}: a label beyond the training data's {len(train_set.classes)} classes")
+        val_set.classes = train_set.classes
     torch.manual_seed(args.seed)  # the same initial weights in every process and every run with this seed
     model = load_model(args.model, args.channels, None if args.reset_head else args.weights,
                        num_classes=len(train_set.classes))
@@ -830,8 +843,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "class-per-folder set of JPEG files (never decoded); write the trained weights as "
                                    "the spatial model's state_dict, a checkpoint per epoch and a CSV/JSON log. Under "
                                    "torchrun it trains with DistributedDataParallel (gloo on CPU, NCCL on GPUs).")
-    p.add_argument("train", type=Path, help="training folder: one subfolder of JPEG files per class")
-    p.add_argument("--val", type=Path, help="held-out folder with the same class subfolders")
+    p.add_argument("train", type=Path, help="training folder (one subfolder of JPEG files per class) or a CSV file "
+                                            "of path,label lines")
+    p.add_argument("--val", type=Path, help="held-out folder with the same class subfolders, or a CSV file")
     p.add_argument("--model", default="paper", help="a zoo name or module:factory (default paper)")
     p.add_argument("--weights", type=Path, help="a state_dict file to start from (loaded with weights_only=True)")
     p.add_argument("--reset-head", action="store_true",

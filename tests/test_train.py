@@ -393,3 +393,21 @@ def test_resume_refuses_another_schedule(gray_folder, tmp_path):
     with pytest.raises(UsageError, match="other options .*epochs"):
         jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32,
                options=jt.TrainOptions(epochs=2, batch_size=8), out_dir=tmp_path, resume=True)
+
+
+def test_cli_trains_from_csv_lists(gray_folder, tmp_path, capsys):
+    from jpegfx.data import read_list
+
+    files = sorted(gray_folder.rglob("*.jpg"))
+    lines = ["path,label"] + [f"{p},{int(p.parent.name[-1])}" for p in files]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "val.csv").write_text("\n".join(f"{os.path.relpath(p, tmp_path)},{int(p.parent.name[-1])}"
+                                                for p in files[:6]) + "\n")
+    assert [label for _, label in read_list(tmp_path / "val.csv")] == [0] * 6
+    code = main(["train", str(tmp_path / "train.csv"), "--val", str(tmp_path / "val.csv"), "--batch-size", "8",
+                 "--out-dir", str(tmp_path / "out"), "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["train_files"] == 24 and out["val_files"] == 6 and out["classes"] == ["0", "1", "2"]
+    (tmp_path / "bad.csv").write_text("a.jpg,1\nb.jpg,x\n")
+    assert main(["train", str(tmp_path / "bad.csv"), "--out-dir", str(tmp_path / "o2")]) == 2
+    assert "bad.csv:2: label 'x' is not an integer" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["JPEG_SUFFIXES", "JpegFolder", "RandomCrop", "RandomFlip", "Collate", "Unreadable"]
+__all__ = ["JPEG_SUFFIXES", "JpegFolder", "RandomCrop", "RandomFlip", "Collate", "Unreadable", "read_list"]
 
 
 def __getattr__(name: str):

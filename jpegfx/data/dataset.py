@@ -1,7 +1,8 @@
 """Datasets of JPEG files, read as quantised coefficients and never decoded.
 
 * :class:`JpegFolder` — the usual class-per-folder layout (``root/<class>/<file>.jpg``, classes in
-  sorted order, as torchvision's ``ImageFolder``) or a list of ``(path, label)``. An item is
+  sorted order, as torchvision's ``ImageFolder``) or a list of ``(path, label)`` (:func:`read_list`
+  reads one from a CSV file). An item is
   ``(Coefficients, label)``: the file's quantised coefficients and per-image tables
   (:func:`jpegfx.reader.read_coefficients`), after the dataset's augmentations.
 * Augmentations that are exact operations on the quantised coefficients — each equals what
@@ -47,7 +48,7 @@ from jpegfx.preprocess import Policy
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JPEG_SUFFIXES", "JpegFolder", "RandomCrop", "RandomFlip", "Collate", "Unreadable"]
+__all__ = ["JPEG_SUFFIXES", "JpegFolder", "RandomCrop", "RandomFlip", "Collate", "Unreadable", "read_list"]
 
 JPEG_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif")
 """File name endings a folder scan takes (case-insensitive)."""
@@ -231,6 +232,37 @@ class JpegFolder:
             log.warning("skipping %s: %s", path, exc)
             return Unreadable(path, str(exc)), label
         return coefs, label
+
+
+def read_list(path: str | os.PathLike) -> list[tuple[str, int]]:
+    """``(path, label)`` pairs from a CSV file of two columns, ``path,label`` (a first row whose label is
+    not an integer is a header). Relative paths are taken from the CSV file's folder. Every problem is
+    a one-line :class:`~jpegfx.errors.UsageError` naming the line."""
+    import csv
+
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: cannot read the sample list: {getattr(exc, 'strerror', None) or exc}") from None
+    samples = []
+    for number, row in enumerate(rows, 1):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != 2:
+            raise UsageError(f"{path}:{number}: expected path,label, got {len(row)} column(s)")
+        try:
+            label = int(row[1])
+        except ValueError:
+            if number == 1:
+                continue  # a header
+            raise UsageError(f"{path}:{number}: label {row[1]!r} is not an integer") from None
+        file = Path(row[0].strip())
+        samples.append((str(file if file.is_absolute() else path.parent / file), label))
+    if not samples:
+        raise UsageError(f"{path}: no samples (expected lines path,label)")
+    return samples
 
 
 def _scan(root: Path) -> tuple[list[str], list[tuple[str, int]]]:
