@@ -649,6 +649,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from jpegfx import data
     from jpegfx import train as _train
 
+    if args.reset_head and args.weights is None:
+        raise UsageError("--reset-head goes with --weights (the pretrained weights whose classifier is replaced)")
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
     policy = None
     if args.resize is not None:
@@ -664,6 +666,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # a crop's shorter side must stay within reach of the policy's largest scale, 16/8
     augment = [data.RandomCrop(min_side=-(-policy.resize // 2) if policy and policy.resize else max(size))
                if name == "crop" else data.RandomFlip() for name in augment_names]
+
     def dataset(path: Path, **options):
         if path.is_file():  # a CSV list of path,label
             return data.JpegFolder(samples=data.read_list(path), on_error=args.on_error, **options)
@@ -683,8 +686,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.channels, None if args.reset_head else args.weights,
                        num_classes=len(train_set.classes))
     if args.reset_head:
-        if args.weights is None:
-            raise UsageError("--reset-head goes with --weights (the pretrained weights whose classifier is replaced)")
         _load_weights_but_head(model, args.weights)
     options = _train.TrainOptions(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
