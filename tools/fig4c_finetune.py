@@ -124,14 +124,16 @@ def plot(rows: list[dict], path: Path) -> None:
         ks = [int(r["k"]) for r in mine]
         ax.plot(ks, [100 * float(r["finetuned_top1"]) for r in mine], "-o", color=colour,
                 label=f"{mode.upper()}, fine-tuned in the JPEG domain")
-        ax.plot(ks, [100 * float(r["converted_top1"]) for r in mine], "--", color=colour, alpha=0.6,
+        ax.plot(ks, [100 * float(r["converted_top1"]) for r in mine], "--x", color=colour, alpha=0.6,
                 label=f"{mode.upper()}, converted only")
     for mode, style in (("exact", ":"), ("spatial", "-.")):
         for r in rows:
             if r["mode"] == mode:
                 ax.axhline(100 * float(r["finetuned_top1"]), color="gray", linestyle=style,
                            label=f"{'exact ReLU, JPEG domain' if mode == 'exact' else 'spatial'}, fine-tuned")
-    ax.set_xlabel("spatial frequencies k")
+    ax.set_xlim(0.5, 15.5)
+    ax.set_xticks(range(1, 16))
+    ax.set_xlabel("spatial frequencies k (15: exact)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
     ax.set_title("Fig. 4c: the paper network fine-tuned in the JPEG domain")
     ax.legend(fontsize=8)
