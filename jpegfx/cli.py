@@ -277,17 +277,19 @@ def _check_class_count(model: nn.Module, size: tuple[int, int], channels: int, d
 
 
 def _list_files(paths: list[Path]) -> list[Path]:
-    """Files as given, directories expanded to their *.jpg / *.jpeg files (sorted)."""
+    """Files as given, directories expanded to the *.jpg / *.jpeg files anywhere below them (sorted by
+    path; hidden files and folders are left out)."""
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in (".jpg", ".jpeg"))
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in (".jpg", ".jpeg") and f.is_file()
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
         elif p.exists():
             files.append(p)
         else:
             raise UsageError(f"no such file or directory: {p}")
     if not files:
-        raise UsageError("no JPEG files given (directories are searched for *.jpg and *.jpeg)")
+        raise UsageError("no JPEG files given (directories are searched for *.jpg and *.jpeg, subfolders included)")
     return files
 
 
@@ -934,6 +936,10 @@ def main(argv: list[str] | None = None) -> int:
     except JpegfxError as e:  # only jpegfx's own errors: anything else is a bug and keeps its traceback
         _print_error(e)
         return 2
+    except BrokenPipeError:  # the reader went away (`jpegfx predict … | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return 0
 
 
 if __name__ == "__main__":

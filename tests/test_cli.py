@@ -571,3 +571,29 @@ def test_info_tolerant_lists_libjpeg_warnings(tmp_path, capsys):
     assert cli.main(["info", str(path), "--tolerant", "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["size"] == [16, 24] and any("unknown JFIF revision" in w for w in row["warnings"])
+
+
+def test_predict_searches_subfolders(tiny_onnx, tmp_path, capsys):
+    """A folder tree (class folders, dated folders) is searched below the top level, in path order;
+    hidden files and folders are left out."""
+    for sub in ("b", "a/deeper", ".cache"):
+        (tmp_path / "photos" / sub).mkdir(parents=True)
+    paths = [rgb_jpeg(tmp_path / "photos" / sub / name, subsampling=2)
+             for sub, name in (("b", "2.jpg"), ("a", "1.JPEG"), ("a/deeper", "0.jpg"))]
+    rgb_jpeg(tmp_path / "photos" / ".cache" / "x.jpg", subsampling=2)
+    code, out, err = call(capsys, "predict", str(tiny_onnx), str(tmp_path / "photos"), "--json")
+    assert code == 0 and err == ""
+    assert [r["file"] for r in json.loads(out)] == sorted(str(p) for p in paths)
+
+
+def test_output_into_a_closed_pipe_is_not_a_traceback(tiny_onnx, tmp_path):
+    """`jpegfx predict … | head -1`: the reader closes the pipe early; jpegfx stops quietly."""
+    import subprocess
+    import sys
+
+    files = [str(rgb_jpeg(tmp_path / f"{i}.jpg", subsampling=2)) for i in range(4)]
+    proc = subprocess.Popen([sys.executable, "-m", "jpegfx", "predict", str(tiny_onnx), *files],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before jpegfx writes anything: its first line meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0 and "Traceback" not in err, err
