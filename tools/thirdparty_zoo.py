@@ -39,7 +39,9 @@ Needs torchvision and timm, so it runs in ``.venv-thirdparty`` (``make setup-thi
         [--min-params 0] [--max-params 250] [-v]
 
 A long survey can run in parts: ``--json out.json --resume`` keeps the rows already in the file and
-surveys only the missing model/size pairs; ``--min-params`` leaves out the models a previous run covered.
+surveys only the missing model/size pairs; ``--min-params`` leaves out the models a previous run covered;
+``--merge part.json`` folds in the rows of a part surveyed on its own (they replace the same model and
+size), ``--redo WRONG`` surveys the rows of an outcome again.
 
 Model names: ``torchvision/NAME`` or ``timm/NAME``; a bare name is timm's if timm has it, else
 torchvision's. Progress goes to the log (stderr); stdout carries only the table and the totals.
@@ -496,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave out models with at most this many parameters, in millions (default 0)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows already in --json and survey only the missing model/size pairs")
+    parser.add_argument("--merge", metavar="PATH", nargs="+",
+                        help="with --resume: first replace the rows of --json by the rows of these JSON files for the "
+                             "same model and size (a part surveyed on its own, e.g. a redo), then go on")
     parser.add_argument("--redo", nargs="+", metavar="OUTCOME", choices=OUTCOMES,
                         help="with --resume: survey the rows with these outcomes again (e.g. WRONG)")
     parser.add_argument("--num-classes", type=int, default=10)
@@ -525,6 +530,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--resume needs --json")
         if Path(args.json).exists():
             rows = [Row(**r) for r in json.loads(Path(args.json).read_text())]
+            for other in args.merge or ():
+                merged = {(r["model"], r["size"]): Row(**r) for r in json.loads(Path(other).read_text())}
+                rows = [merged.pop((r.model, r.size), r) for r in rows] + list(merged.values())
+                log.info("merged %s", other)
             rows = [r for r in rows if r.outcome not in (args.redo or ())]
             log.info("resuming: %d row(s) already in %s", len(rows), args.json)
     done = frozenset((r.model, r.size) for r in rows)
