@@ -535,6 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows = [merged.pop((r.model, r.size), r) for r in rows] + list(merged.values())
                 log.info("merged %s", other)
             rows = [r for r in rows if r.outcome not in (args.redo or ())]
+            Path(args.json).write_text(json.dumps([asdict(r) for r in rows], indent=2) + "\n")
             log.info("resuming: %d row(s) already in %s", len(rows), args.json)
     done = frozenset((r.model, r.size) for r in rows)
     print(format_row(HEADER), flush=True)
