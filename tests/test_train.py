@@ -411,3 +411,28 @@ def test_cli_trains_from_csv_lists(gray_folder, tmp_path, capsys):
     (tmp_path / "bad.csv").write_text("a.jpg,1\nb.jpg,x\n")
     assert main(["train", str(tmp_path / "bad.csv"), "--out-dir", str(tmp_path / "o2")]) == 2
     assert "bad.csv:2: label 'x' is not an integer" in capsys.readouterr().err
+
+
+def test_schedules_and_optimizers():
+    """Cosine with linear warm-up, one-cycle (PyTorch's) and constant, over the run's steps; AdamW."""
+    def rates(**options):
+        opts = jt.TrainOptions(epochs=2, lr=0.1, **options)
+        optimizer = jt.make_optimizer(torch.nn.Linear(2, 2), opts)
+        schedule = jt.make_schedule(optimizer, opts, steps_per_epoch=5)
+        out = []
+        for _ in range(10):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.step()
+        return out, optimizer
+
+    cosine, sgd = rates(schedule="cosine", warmup_epochs=0.4)
+    assert cosine[:2] == pytest.approx([0.05, 0.1]) and cosine[-1] < 0.01  # 2 warm-up steps, then down to ~0
+    assert all(a >= b for a, b in zip(cosine[1:], cosine[2:]))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"]
+    constant, _ = rates(schedule="constant")
+    assert constant == [0.1] * 10
+    onecycle, adamw = rates(schedule="onecycle", optimizer="adamw")
+    assert max(onecycle) == pytest.approx(0.1, rel=0.05) and onecycle[0] < 0.01 and isinstance(adamw, torch.optim.AdamW)
+    with pytest.raises(UsageError, match="optimizer"):
+        jt.TrainOptions(optimizer="lamb")
