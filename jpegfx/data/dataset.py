@@ -2,9 +2,9 @@
 
 * :class:`JpegFolder` — the usual class-per-folder layout (``root/<class>/<file>.jpg``, classes in
   sorted order, as torchvision's ``ImageFolder``) or a list of ``(path, label)`` (:func:`read_list`
-  reads one from a CSV file). An item is
-  ``(Coefficients, label)``: the file's quantised coefficients and per-image tables
-  (:func:`jpegfx.reader.read_coefficients`), after the dataset's augmentations.
+  reads one from a CSV file). An item is ``(Coefficients, label)``: the file's quantised
+  coefficients and per-image tables (:func:`jpegfx.reader.read_coefficients`), after the dataset's
+  augmentations. :meth:`JpegFolder.check` reads every header before training starts.
 * Augmentations that are exact operations on the quantised coefficients — each equals what
   ``jpegtran`` writes for the same operation, so the augmented item is itself a JPEG file:
 
