@@ -54,7 +54,7 @@ from jpegfx.errors import JpegError, UsageError
 from jpegfx.reader import Coefficients
 
 __all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "scaled_layout", "decode",
-           "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs", "pixel_groups"]
+           "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs"]
 
 BLOCK = 8
 RESAMPLING = (None, "bilinear")
@@ -533,15 +533,3 @@ def model_inputs(items: Sequence[Coefficients], policy: Policy, input_size: tupl
     """:func:`model_input` of each item, stacked: ``(N, channels·64, Hb, Wb)``."""
     return np.stack([model_input(c, policy, input_size, channels, normalize, upsampling, dtype) for c in items])
 
-
-def pixel_groups(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int] | None, channels: int,
-                 normalize=None, upsampling: str = "fancy", dtype=np.float32) -> list[tuple[list[int], np.ndarray]]:
-    """:func:`model_pixels` of each item, stacked by size: ``[(positions, (n, channels, h, w)), …]`` in order
-    of first appearance (one group when the policy crops to one size)."""
-    groups: dict[tuple[int, int], tuple[list[int], list[np.ndarray]]] = {}
-    for i, c in enumerate(items):
-        x = model_pixels(c, policy, input_size, channels, normalize, upsampling).astype(dtype, copy=False)
-        positions, arrays = groups.setdefault(x.shape[1:], ([], []))
-        positions.append(i)
-        arrays.append(x)
-    return [(positions, np.stack(arrays)) for positions, arrays in groups.values()]

@@ -373,23 +373,39 @@ class Session:
 
     def _policy_logits(self, items: Sequence[reader.Coefficients]) -> np.ndarray:
         """The logits of files brought to the network by the spec's policy, in order: one run on their
-        stacked JPEG-domain inputs, or (pixel input) one run per output size."""
+        stacked JPEG-domain inputs, or (pixel input) runs of photos of one output size, each holding
+        at most :data:`CALL_PIXELS` pixels per plane (one photo at least). Pixels are computed photo
+        by photo and a pending group runs as soon as the pending pixels exceed that budget, so
+        memory stays bounded for large photos at their own size."""
         spec = self.spec
         dtype = _NUMPY_FLOAT.get(spec.dtype, np.float32)
         if not spec.pixel_input:
             return self._session_run(self._feed(items))
         size = None if spec.any_size else spec.input_size
-        out = None
-        for positions, pixels in preprocess.pixel_groups(items, spec.preprocess, size, spec.channels, spec.normalize,
-                                                         spec.upsampling, dtype):
-            # photos at their own size can be large: at most CALL_PIXELS pixels per run (at least one photo)
-            step = max(1, CALL_PIXELS // (pixels.shape[2] * pixels.shape[3]))
-            for start in range(0, len(positions), step):
-                logits = self._session_run({PIXEL_INPUT: pixels[start:start + step]})
-                if out is None:
-                    out = np.empty((len(items), *logits.shape[1:]), dtype=logits.dtype)
-                out[positions[start:start + step]] = logits
-        return out
+        out: list = [None]
+        pending: dict[tuple[int, int], tuple[list[int], list[np.ndarray]]] = {}
+
+        def run(key: tuple[int, int]) -> None:
+            positions, arrays = pending.pop(key)
+            logits = self._session_run({PIXEL_INPUT: np.stack(arrays)})
+            if out[0] is None:
+                out[0] = np.empty((len(items), *logits.shape[1:]), dtype=logits.dtype)
+            out[0][positions] = logits
+
+        def held(key: tuple[int, int]) -> int:
+            return len(pending[key][0]) * key[0] * key[1]
+
+        for i, c in enumerate(items):
+            x = preprocess.model_pixels(c, spec.preprocess, size, spec.channels, spec.normalize, spec.upsampling)
+            key = x.shape[1:]
+            while pending and sum(map(held, pending)) + key[0] * key[1] > CALL_PIXELS:
+                run(max(pending, key=held))
+            positions, arrays = pending.setdefault(key, ([], []))
+            positions.append(i)
+            arrays.append(x.astype(dtype, copy=False))
+        for key in list(pending):
+            run(key)
+        return out[0]
 
     def predict(self, paths: Sequence[PathLike | bytes | BinaryIO], batch_size: int = 32, top_k: int = 5,
                 on_error: str = "raise", tolerant: bool = False) -> list[Prediction]:

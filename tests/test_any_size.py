@@ -279,10 +279,20 @@ def test_large_photos_at_their_own_size_run_in_parts(tmp_path, monkeypatch):
     coefs = [read_coefficients(p) for p in paths]
     calls = []
     real_run = session._session_run
-    monkeypatch.setattr(session, "_session_run", lambda feed: calls.append(len(next(iter(feed.values()))))
+    monkeypatch.setattr(session, "_session_run", lambda feed: calls.append(next(iter(feed.values())).shape)
                         or real_run(feed))
     monkeypatch.setattr(runtime, "CALL_PIXELS", 2 * 80 * 96)
     together = session.run(coefs)
-    assert calls == [2, 2, 1]
+    assert [shape[0] for shape in calls] == [2, 2, 1]
+    alone = np.concatenate([session.run([c]) for c in coefs])
+    assert np.allclose(together, alone, rtol=1e-5, atol=1e-6)
+    # two sizes, interleaved: every run within the budget, results in the caller's order
+    for i in (1, 3):
+        china.crop((0, 30 * i, 64, 30 * i + 48)).save(paths[i], format="JPEG", quality=85)
+    coefs = [read_coefficients(p) for p in paths]
+    calls.clear()
+    together = session.run(coefs)
+    assert all(n * h * w <= 2 * 80 * 96 for n, _, h, w in calls) and sum(n for n, *_ in calls) == 5
+    calls.clear()
     alone = np.concatenate([session.run([c]) for c in coefs])
     assert np.allclose(together, alone, rtol=1e-5, atol=1e-6)
