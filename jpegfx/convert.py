@@ -101,12 +101,17 @@ class JpegModel(nn.Module):
         model converted with ``any_size=True`` (or without ``input_size``), the same spatial model
         converted for ``size`` with the same options, once per size, dtype, device and mode (cached).
         Every size-dependent constant (padding masks, boundary blocks, block counts, pooling weights)
-        is thereby derived from ``size``. The per-size models hold their own copies of the weights:
-        train at one size (or through a :class:`~jpegfx.preprocess.Policy`)."""
+        is thereby derived from ``size``. The per-size models hold their own copies of the weights, so a
+        model in train mode refuses other sizes: train at one size (or through a
+        :class:`~jpegfx.preprocess.Policy`)."""
         size = (size, size) if isinstance(size, int) else tuple(int(v) for v in size)
         if size == tuple(self.spec.input_size):
             return self
         source = self.__dict__.get("_source")
+        if source is not None and self.training:
+            raise UsageError(f"image size {size[0]}x{size[1]}: a model in train mode runs at its own input size "
+                             f"{self.spec.input_size[0]}x{self.spec.input_size[1]} only (a model converted for another "
+                             "size would train a copy of the weights); bring the images to that size with a policy")
         if source is None:
             raise UsageError(f"image size {size[0]}x{size[1]} does not match the model's input size "
                              f"{self.spec.input_size[0]}x{self.spec.input_size[1]} (convert with any_size=True, or "

@@ -296,3 +296,18 @@ def test_large_photos_at_their_own_size_run_in_parts(tmp_path, monkeypatch):
     calls.clear()
     alone = np.concatenate([session.run([c]) for c in coefs])
     assert np.allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_a_model_in_train_mode_refuses_other_sizes():
+    """Per-size conversions hold their own weights: training through one would train a copy, silently.
+    A size-free model in train mode runs at its own size only."""
+    china = _photo("sklearn", "datasets", "images", "china.jpg")
+    torch.manual_seed(0)
+    jpeg_model = jpegfx.convert(models.resnet20().train(), 32, any_size=True)
+    assert jpeg_model.training
+    jpeg_model(_jpegs(china, (32, 32)))  # its own size runs
+    with pytest.raises(UsageError, match="train mode runs at its own input size 32x32 only"):
+        jpeg_model(_jpegs(china, (40, 33)))
+    jpeg_model.eval()
+    with torch.no_grad():
+        jpeg_model(_jpegs(china, (40, 33)))  # in eval mode, any size
