@@ -139,6 +139,11 @@ class JpegBatch:
     def max_sampling(self) -> tuple[int, int]:
         return (max(c.sampling[0] for c in self.components), max(c.sampling[1] for c in self.components))
 
+    def to(self, device: torch.device | str) -> "JpegBatch":
+        """The same batch with its coefficients and tables on ``device``."""
+        return JpegBatch(tuple(Component(c.coefficients.to(device), c.qtable.to(device), c.size, c.sampling)
+                               for c in self.components), self.size, self.color_space)
+
     @property
     def subsampling(self) -> str:
         """"4:4:4", "4:2:2", "4:2:0", "4:4:0", "4:1:1", "4:1:0"; "4:0:0" for gray; otherwise the

@@ -191,14 +191,6 @@ def _fits(size: tuple[int, int], policy: Policy | None) -> Callable:
     return fits
 
 
-def _to(x, device: torch.device):
-    if isinstance(x, jpeg_io.JpegBatch):
-        comps = tuple(jpeg_io.Component(c.coefficients.to(device), c.qtable.to(device), c.size, c.sampling)
-                      for c in x.components)
-        return jpeg_io.JpegBatch(comps, x.size, x.color_space)
-    return x.to(device)
-
-
 # --------------------------------------------------------------------------------------------
 # Building blocks (public so that a spatial twin can be trained the same way)
 # --------------------------------------------------------------------------------------------
@@ -331,7 +323,7 @@ def evaluate(jpeg_model: nn.Module, data: JpegFolder, collate: Collate, *, batch
     try:
         with torch.no_grad():
             for x, labels in loader:
-                logits = jpeg_model(_to(x, device)).float().cpu()
+                logits = jpeg_model(x.to(device)).float().cpu()
                 loss += float(F.cross_entropy(logits, labels, reduction="sum"))
                 correct += int((logits.argmax(1) == labels).sum())
                 count += len(labels)
@@ -424,7 +416,7 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
                 if isinstance(x, jpeg_io.JpegBatch) and tuple(x.size) != size:
                     raise UsageError(f"the training files are {x.size[0]}x{x.size[1]}, the network trains at "
                                      f"{size[0]}x{size[1]}: bring them to that size with a policy (--resize)")
-            x, labels = _to(x, world.device), labels.to(world.device)
+            x, labels = x.to(world.device), labels.to(world.device)
             with torch.autocast(world.device.type, dtype=torch.bfloat16, enabled=options.amp):
                 logits = net(x)
                 if logits.dim() != 2 or logits.shape[1] != len(train_data.classes):
@@ -468,7 +460,7 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
         trained = copy.deepcopy(model).to(world.device)
         trained.load_state_dict(state, strict=True)
         if sample is not None:
-            _check_weights(jpeg_model, trained, _to(sample, world.device), domains)
+            _check_weights(jpeg_model, trained, sample.to(world.device), domains)
         model.load_state_dict(state, strict=True)
         if out is not None:
             torch.save(state, out / WEIGHTS)

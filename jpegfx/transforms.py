@@ -263,7 +263,7 @@ def apply_block_map(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     ``matrix`` may also be (M, 64): the output then has ``C·M`` planes.
     """
     c64, hb, wb = (int(d) for d in x.shape[-3:])
-    c, blocks, m = c64 // NCOEF, hb * wb, matrix.to(x.dtype)
+    c, blocks, m = c64 // NCOEF, hb * wb, matrix.to(device=x.device, dtype=x.dtype)  # cached maps live on the CPU
     x = x.reshape(-1, c, NCOEF, blocks)
     if blocks >= SMALL_GRID:  # one (M, 64) × (64, Hb·Wb) product per image and channel
         y = torch.matmul(m, x)

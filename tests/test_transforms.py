@@ -110,3 +110,58 @@ def test_constant_pattern_and_coefficient_mask(h, w):
 @pytest.mark.parametrize("size,k,s,p,out", [(224, 7, 2, 3, 112), (112, 3, 2, 1, 56), (7, 3, 1, 1, 7), (1, 3, 2, 1, 1)])
 def test_conv_output_size(size, k, s, p, out):
     assert T.conv_output_size(size, k, s, p) == out
+
+
+class _OneDevice(torch.overrides.TorchFunctionMode):
+    """Fails any torch call that mixes tensors of two devices (0-dim CPU scalars aside): the 'meta'
+    device stands in for CUDA, where a CPU constant meeting a GPU tensor is an error."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs))
+                   if isinstance(t, torch.Tensor) and not (t.device.type == "cpu" and t.dim() == 0)]
+        devices = {t.device.type for t in tensors}
+        assert len(devices) <= 1, f"{getattr(func, '__name__', func)} mixes devices {sorted(devices)}"
+        return func(*args, **kwargs)
+
+
+def test_block_transforms_follow_the_input_device():
+    """The cached maps live on the CPU; the transforms move them to the input's device."""
+    x = torch.empty(2, 3, 19, 21, device="meta")
+    with _OneDevice():
+        y = T.to_dct(x)
+        assert y.device.type == "meta" and y.shape == (2, 3 * 64, 3, 3)
+        assert T.from_dct(y, (19, 21)).device.type == "meta"
+        assert T.block_idct(y).device.type == "meta" and T.block_dct(y).device.type == "meta"
+        small = torch.empty(1, 64, 2, 2, device="meta")  # a small grid takes the other product
+        assert T.block_idct(small).device.type == "meta"
+
+
+def test_jpeg_batch_to_device():
+    from jpegfx import jpeg as jpeg_io
+
+    batch = jpeg_io.encode(torch.rand(2, 3, 16, 24) * 255, quality=80, subsampling="4:2:0")
+    moved = batch.to("meta")
+    assert all(c.coefficients.device.type == "meta" and c.qtable.device.type == "meta" for c in moved.components)
+    assert moved.size == batch.size and moved.subsampling == batch.subsampling
+
+
+@pytest.mark.parametrize("domains", ["jpeg", "pixels"])
+@pytest.mark.parametrize("relu", ["exact", "asm"])
+def test_converted_model_runs_on_the_device_of_its_input(domains, relu):
+    """A converted ResNet moved to another device ('meta' standing in for CUDA) computes there, from a
+    JpegBatch and from a JPEG-domain tensor, without a constant left on the CPU."""
+    import jpegfx
+    from jpegfx import jpeg as jpeg_io
+    from jpegfx import models
+
+    torch.manual_seed(0)
+    jpeg_model = jpegfx.convert(models.resnet20().eval(), (37, 29), relu=relu, frequencies=6, domains=domains,
+                                normalize="imagenet").eval()
+    batch = jpeg_io.encode(torch.rand(2, 3, 37, 29) * 255, quality=80, subsampling="4:2:0")
+    jpeg_model.to("meta")
+    with _OneDevice(), torch.no_grad():
+        out = jpeg_model(batch.to("meta"))
+        assert out.device.type == "meta" and out.shape == (2, 10)
+        x = torch.empty(2, 3 * 64, 5, 4, device="meta")
+        assert jpeg_model(x).device.type == "meta"

@@ -70,6 +70,9 @@ def colour_map(color_space: str, channels: int) -> tuple[torch.Tensor, torch.Ten
     return m, b, [0, 1, 2]
 
 
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")
+
+
 def _without_autocast(method):
     """Run an input-stage method in the stage's own precision even under autocast: the stage is the
     decoder (dequantise, inverse DCT, upsample, colour), which a spatial pipeline runs before autocast."""
@@ -77,6 +80,8 @@ def _without_autocast(method):
     @functools.wraps(method)
     def run(self, *inputs, **kwargs):
         device = inputs[0].device.type if inputs else "cpu"
+        if device not in _AUTOCAST_DEVICES:  # a device without autocast
+            return method(self, *inputs, **kwargs)
         with torch.autocast(device, enabled=False):
             return method(self, *inputs, **kwargs)
 
