@@ -381,7 +381,7 @@ def decode(batch: JpegBatch, *, upsampling: str = "fancy") -> torch.Tensor:
     ycc = torch.cat(planes, dim=1)
     if batch.color_space == "gray":
         return ycc
-    m, b = ycbcr_to_rgb_matrix()
+    m, b = (t.to(ycc.device) for t in ycbcr_to_rgb_matrix())
     return torch.einsum("rc,nchw->nrhw", m, ycc) + b[None, :, None, None]
 
 

@@ -161,6 +161,7 @@ def test_converted_model_runs_on_the_device_of_its_input(domains, relu):
     batch = jpeg_io.encode(torch.rand(2, 3, 37, 29) * 255, quality=80, subsampling="4:2:0")
     jpeg_model.to("meta")
     with _OneDevice(), torch.no_grad():
+        assert jpeg_model.spatial_input(batch.to("meta")).device.type == "meta"  # the float decode reference
         out = jpeg_model(batch.to("meta"))
         assert out.device.type == "meta" and out.shape == (2, 10)
         x = torch.empty(2, 3 * 64, 5, 4, device="meta")

@@ -202,5 +202,5 @@ def spatial_model_input(batch: jpeg_io.JpegBatch, channels: int, normalize=None,
     pixels = jpeg_io.decode(batch, upsampling=upsampling)  # (N, 3 | 1, h, w) float64, 0–255
     if batch.color_space == "gray" and channels == 3:
         pixels = pixels.expand(-1, 3, -1, -1)
-    mean, std = normalization(normalize, channels)
+    mean, std = (t.to(pixels.device) for t in normalization(normalize, channels))
     return ((pixels / 255.0 - mean[:, None, None]) / std[:, None, None]).to(dtype)
