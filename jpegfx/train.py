@@ -355,6 +355,8 @@ def fit(model: nn.Module, train_data: JpegFolder, *, input_size: tuple[int, int]
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(int(s) for s in input_size)
     if policy is not None and policy.crop is not None and tuple(policy.crop) != size:
         raise UsageError(f"the policy crops {policy.crop[0]}x{policy.crop[1]}, the network trains at {size[0]}x{size[1]}")
+    if val_data is not None and max((label for _, label in val_data.samples), default=0) >= len(train_data.classes):
+        raise UsageError(f"the validation data has a label beyond the training data's {len(train_data.classes)} classes")
     if policy is None and any(isinstance(op, RandomCrop) for op in getattr(train_data, "augment", ())):
         raise UsageError("a random crop changes the image size: give a policy that brings each crop to the input size")
     out = Path(out_dir) if out_dir is not None else None

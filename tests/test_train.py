@@ -200,6 +200,13 @@ def test_torchrun_two_processes_equal_one(gray_folder, tmp_path):
     assert any((a[k] - start[k]).abs().max() > 1e-4 for k in a if a[k].is_floating_point())
 
 
+def test_validation_labels_must_be_training_classes(gray_folder):
+    paths = [p for p, _ in JpegFolder(gray_folder).samples]
+    with pytest.raises(UsageError, match="label beyond the training data's 3 classes"):
+        jt.fit(models.paper(num_classes=CLASSES), JpegFolder(gray_folder), input_size=32,
+               val_data=JpegFolder(samples=[(paths[0], 5)]), options=jt.TrainOptions(batch_size=8))
+
+
 def test_class_count_must_match_the_model(gray_folder):
     with pytest.raises(UsageError, match=r"gives \(10,\) outputs per image, the training data has 3 classes"):
         jt.fit(models.paper(num_classes=10), JpegFolder(gray_folder), input_size=32, options=jt.TrainOptions(batch_size=8))
