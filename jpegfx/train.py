@@ -172,7 +172,7 @@ def _fits(size: tuple[int, int], policy: Policy | None) -> Callable:
     def fits(header) -> str | None:
         if policy is not None:
             try:
-                n, region = policy.window(header.size)
+                _, region = policy.window(header.size)
             except JpegfxError as exc:
                 return str(exc)
             return None if (region[2], region[3]) == tuple(size) else (
@@ -290,11 +290,8 @@ def _check_weights(jpeg_model: JpegModel, model: nn.Module, x, domains: str) -> 
     options and compare the two on ``x``, in eval mode and float64 (copies): the saved weights must give
     back the trained model, in every ReLU mode. In exact mode the conversion's own self-check also
     compares the spatial model itself. :class:`ConversionError` otherwise."""
-    spec = jpeg_model.spec
     trained = copy.deepcopy(jpeg_model).double().eval()
-    again = convert(copy.deepcopy(model).double().eval(), tuple(spec.input_size), relu=spec.relu,
-                    frequencies=spec.frequencies, normalize=spec.normalize, upsampling=spec.upsampling,
-                    in_channels=spec.channels, any_size=False, domains=domains)
+    again = _convert_like(copy.deepcopy(model).double(), jpeg_model, domains)
     if isinstance(x, jpeg_io.JpegBatch):
         again.to(x.components[0].coefficients.device)
     else:
@@ -477,13 +474,18 @@ def _fit(model, train_data, size, relu, frequencies, normalize, policy, val_data
     return result
 
 
+def _convert_like(model: nn.Module, jpeg_model: JpegModel, domains: str) -> JpegModel:
+    """``model`` (a copy of the spatial model) converted in eval mode with ``jpeg_model``'s options."""
+    spec = jpeg_model.spec
+    return convert(model.eval(), tuple(spec.input_size), relu=spec.relu, frequencies=spec.frequencies,
+                   normalize=spec.normalize, upsampling=spec.upsampling, in_channels=spec.channels, any_size=False,
+                   domains=domains)
+
+
 def _export(model: nn.Module, jpeg_model: JpegModel, policy: Policy | None, out: Path, domains: str) -> str:
     from jpegfx.export import export_onnx
 
-    spec = jpeg_model.spec
-    inference = convert(copy.deepcopy(model).cpu().eval(), tuple(spec.input_size), relu=spec.relu,
-                        frequencies=spec.frequencies, normalize=spec.normalize, upsampling=spec.upsampling,
-                        any_size=False, in_channels=spec.channels, domains=domains)
+    inference = _convert_like(copy.deepcopy(model).cpu(), jpeg_model, domains)
     path = out / "model.onnx"
     export_onnx(inference, path, preprocess=policy)
     return str(path)
