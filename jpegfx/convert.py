@@ -165,9 +165,9 @@ class JpegModel(nn.Module):
         """What the spatial model sees for the same items and policy as :meth:`prepare`: the normalised
         crops of the scaled float decode, ``(N, C, h, w)``."""
         policy = Policy.imagenet(self.spec.input_size) if policy is None else policy
-        x = np.stack([preprocess.model_pixels(_coefficients(i, tolerant), policy, self.spec.input_size,
-                                              self.spec.channels, self.spec.normalize, self.spec.upsampling)
-                      for i in items])
+        x = np.stack(preprocess.model_pixels_many([_coefficients(i, tolerant) for i in items], policy,
+                                                  self.spec.input_size, self.spec.channels, self.spec.normalize,
+                                                  self.spec.upsampling))
         return torch.from_numpy(x).to(self.dtype)
 
     def pixel_network(self) -> fx.GraphModule | None:

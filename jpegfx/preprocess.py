@@ -54,7 +54,7 @@ from jpegfx.errors import JpegError, UsageError
 from jpegfx.reader import Coefficients
 
 __all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "scaled_layout", "decode",
-           "flip_blocks", "crop_blocks", "model_pixels", "model_input", "model_inputs"]
+           "flip_blocks", "crop_blocks", "model_pixels", "model_pixels_many", "model_input", "model_inputs"]
 
 BLOCK = 8
 RESAMPLING = (None, "bilinear")
@@ -334,11 +334,13 @@ def _round(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x + 0.5), 0.0, 255.0)
 
 
-def _ycc(coefs: Coefficients, n: int, region: tuple[int, int, int, int], components: Sequence[int],
+def _ycc(items: Sequence[Coefficients], n: int, region: tuple[int, int, int, int], components: Sequence[int],
          upsampling: str, clamp: bool = False) -> np.ndarray:
-    """(K, h, w) float64 level-shifted components of the N/8 decode inside ``region`` (output pixels);
-    ``clamp``: each component's samples rounded as :func:`_round` after the IDCT and after upsampling."""
-    header = coefs.header
+    """(G, K, h, w) float64 level-shifted components of the N/8 decode inside ``region`` (output pixels)
+    of ``G`` files with one geometry (size and sampling factors; their tables may differ), computed
+    together; ``clamp``: each component's samples rounded as :func:`_round` after the IDCT and after
+    upsampling."""
+    header = items[0].header
     samplings = header.samplings
     out, plans = _plan(header.size, samplings, n)
     top, left, height, width = region
@@ -351,17 +353,19 @@ def _ycc(coefs: Coefficients, n: int, region: tuple[int, int, int, int], compone
     m1 = min(_ceil(out[0], mcu_rows), _ceil(top + height, mcu_rows) + 1)
     k0 = max(0, left // mcu_cols - 1)
     k1 = min(_ceil(out[1], mcu_cols), _ceil(left + width, mcu_cols) + 1)
+    g = len(items)
     planes = []
     for c in components:
         plan, (v, h) = plans[c], samplings[c]
         s = plan.idct
-        rows, cols = coefs.planes[c].shape[:2]
+        rows, cols = items[0].planes[c].shape[:2]
         b0, b1 = m0 * v, min(m1 * v, rows)
         a0, a1 = k0 * h, min(k1 * h, cols)
-        f = coefs.planes[c][b0:b1, a0:a1].reshape(-1, BLOCK * BLOCK) * coefs.qtables[c].astype(np.float64)
-        x = (f @ _idct_kron(s)).reshape(b1 - b0, a1 - a0, s, s)  # one GEMM: every block's M_s F M_sᵀ
-        x = x.transpose(0, 2, 1, 3).reshape((b1 - b0) * s, (a1 - a0) * s)
-        x = x[: min(b1 * s, plan.size[0]) - b0 * s, : min(a1 * s, plan.size[1]) - a0 * s] + 128.0
+        blocks = np.stack([item.planes[c][b0:b1, a0:a1] for item in items]).reshape(g, -1, BLOCK * BLOCK)
+        tables = np.stack([item.qtables[c] for item in items]).astype(np.float64)[:, None, :]
+        x = ((blocks * tables) @ _idct_kron(s)).reshape(g, b1 - b0, a1 - a0, s, s)  # every block's M_s F M_sᵀ
+        x = x.transpose(0, 1, 3, 2, 4).reshape(g, (b1 - b0) * s, (a1 - a0) * s)
+        x = x[:, : min(b1 * s, plan.size[0]) - b0 * s, : min(a1 * s, plan.size[1]) - a0 * s] + 128.0
         fancy = upsampling == "fancy" and n > 1 and not (plan.factors[1] == 2 and plan.size[1] <= 2)
         if clamp:
             x = _round(x)
@@ -369,8 +373,8 @@ def _ycc(coefs: Coefficients, n: int, region: tuple[int, int, int, int], compone
         if clamp and plan.factors != (1, 1):
             x = _round(x)
         r, q = top - m0 * mcu_rows, left - k0 * mcu_cols
-        planes.append(x[r:r + height, q:q + width])
-    return np.stack(planes)
+        planes.append(x[:, r:r + height, q:q + width])
+    return np.stack(planes, axis=1)
 
 
 def decode(coefs: Coefficients, *, scale: int = BLOCK, region: tuple[int, int, int, int] | None = None,
@@ -387,7 +391,7 @@ def decode(coefs: Coefficients, *, scale: int = BLOCK, region: tuple[int, int, i
     out, _ = _plan(coefs.header.size, coefs.header.samplings, scale)
     region = (0, 0, out[0], out[1]) if region is None else tuple(int(r) for r in region)
     gray = coefs.header.color_space == "gray"
-    ycc = _ycc(coefs, scale, region, [0] if gray else [0, 1, 2], upsampling, clamp)
+    ycc = _ycc([coefs], scale, region, [0] if gray else [0, 1, 2], upsampling, clamp)[0]
     if gray:
         return ycc
     ycc[1:] -= 128.0
@@ -450,14 +454,14 @@ def _normalization(normalize, channels: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _block_dct(x: np.ndarray) -> np.ndarray:
-    """``(C, h, w)`` → ``(C·64, Hb, Wb)``: zero-pad to whole blocks, orthonormal DCT of each block."""
-    ch, h, w = x.shape
+    """``(…, C, h, w)`` → ``(…, C·64, Hb, Wb)``: zero-pad to whole blocks, orthonormal DCT of each block."""
+    *lead, ch, h, w = x.shape
     hb, wb = _ceil(h, BLOCK), _ceil(w, BLOCK)
-    padded = np.zeros((ch, hb * BLOCK, wb * BLOCK), dtype=np.float64)
-    padded[:, :h, :w] = x
-    blocks = padded.reshape(ch, hb, BLOCK, wb, BLOCK).transpose(0, 1, 3, 2, 4).reshape(-1, BLOCK * BLOCK)
-    f = (blocks @ _dct_kron()).reshape(ch, hb, wb, BLOCK * BLOCK)  # one GEMM: every block's C x Cᵀ
-    return np.ascontiguousarray(f.transpose(0, 3, 1, 2)).reshape(ch * BLOCK * BLOCK, hb, wb)
+    padded = np.zeros((*lead, ch, hb * BLOCK, wb * BLOCK), dtype=np.float64)
+    padded[..., :h, :w] = x
+    blocks = padded.reshape(-1, hb, BLOCK, wb, BLOCK).transpose(0, 1, 3, 2, 4).reshape(-1, BLOCK * BLOCK)
+    f = (blocks @ _dct_kron()).reshape(-1, hb, wb, BLOCK * BLOCK)  # one GEMM: every block's C x Cᵀ
+    return np.ascontiguousarray(f.transpose(0, 3, 1, 2)).reshape(*lead, ch * BLOCK * BLOCK, hb, wb)
 
 
 @functools.lru_cache(maxsize=None)
@@ -470,8 +474,93 @@ def _dct_kron() -> np.ndarray:
 
 
 def _mix(matrix: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``matrix (R, K)`` applied to the channels of ``x (K, h, w)``."""
-    return (matrix @ x.reshape(x.shape[0], -1)).reshape(matrix.shape[0], *x.shape[1:])
+    """``matrix (R, K)`` applied to the channels of ``x (…, K, h, w)``."""
+    *lead, k, h, w = x.shape
+    return (matrix @ x.reshape(*lead, k, h * w)).reshape(*lead, matrix.shape[0], h, w)
+
+
+GROUP_VALUES = 1 << 22
+"""At most this many output values (files × channels × pixels) are computed together in one group of
+files of one geometry (:func:`model_pixels_many`): a batch of small files costs a handful of array
+operations instead of a handful per file, and a batch of large photos no more memory than one at a
+time would need."""
+
+
+def _geometry(coefs: Coefficients) -> tuple:
+    """What files must share to be computed together: size, layout and block-array shapes."""
+    header = coefs.header
+    return (tuple(header.size), header.color_space, tuple(tuple(s) for s in header.samplings),
+            tuple(p.shape for p in coefs.planes))
+
+
+def _check_options(channels: int, upsampling: str) -> None:
+    if channels not in (1, 3):
+        raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
+    if upsampling not in ("fancy", "nearest"):
+        raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
+
+
+def _window(coefs: Coefficients, policy: Policy, input_size: tuple[int, int] | None) -> tuple[int, tuple]:
+    """The policy's ``(N, region)`` for this file; a one-line JpegError if it cannot give ``input_size``."""
+    n, region = policy.window(coefs.header.size)
+    if input_size is not None and (region[2], region[3]) != tuple(input_size):
+        raise JpegError(f"image {coefs.header.size[0]}x{coefs.header.size[1]} gives {region[2]}x{region[3]} under "
+                        f"the policy ({policy.describe()}), the model takes {input_size[0]}x{input_size[1]}")
+    return n, region
+
+
+def _pixels(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int] | None, channels: int,
+            normalize, upsampling: str) -> np.ndarray:
+    """:func:`model_pixels` of ``G`` files of one geometry, computed together: ``(G, channels, h, w)``."""
+    header = items[0].header
+    n, region = _window(items[0], policy, input_size)
+    rows = cols = None
+    if policy.resample is not None:  # the crop's rows and columns of the resampled image, from the N/8 one
+        scaled, _ = _plan(header.size, header.samplings, n)
+        resampled = policy.resampled_size(scaled)
+        top, left, height, width = region
+        (rows, r0), (cols, c0) = (_band(size_in, size_out, start, length)
+                                  for start, length, size_in, size_out in ((top, height, scaled[0], resampled[0]),
+                                                                          (left, width, scaled[1], resampled[1])))
+        region = (r0, c0, rows.shape[1], cols.shape[1])
+    if header.color_space == "gray" or channels == 1:
+        x = _ycc(items, n, region, [0], upsampling)
+        if channels == 3:
+            x = np.repeat(x, 3, axis=1)
+    else:
+        x = _ycc(items, n, region, [0, 1, 2], upsampling)
+        x[:, 1:] -= 128.0
+        x = _mix(np.asarray(YCBCR_TO_RGB), x)
+    if rows is not None:  # the cheaper order of the two products
+        r, w = x.shape[-2:]
+        if rows.shape[0] * w * (r + cols.shape[0]) <= cols.shape[0] * r * (w + rows.shape[0]):
+            x = (rows @ x) @ cols.T
+        else:
+            x = rows @ (x @ cols.T)
+    if policy.flip:
+        x = x[..., ::-1]
+    mean, std = _normalization(normalize, channels)
+    return (x / 255.0 - mean[:, None, None]) / std[:, None, None]
+
+
+def _groups(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int] | None, channels: int,
+            normalize, upsampling: str):
+    """``(positions, pixels (G, channels, h, w))`` for groups of files of one geometry, at most
+    :data:`GROUP_VALUES` output values each; every file is checked, in order, before any work."""
+    _check_options(channels, upsampling)
+    groups: dict[tuple, list[int]] = {}
+    values: dict[tuple, int] = {}
+    for i, c in enumerate(items):
+        key = _geometry(c)
+        if key not in groups:
+            _, region = _window(c, policy, input_size)
+            groups[key], values[key] = [], channels * region[2] * region[3]
+        groups[key].append(i)
+    for key, positions in groups.items():
+        step = max(1, GROUP_VALUES // values[key])
+        for start in range(0, len(positions), step):
+            chunk = positions[start:start + step]
+            yield chunk, _pixels([items[i] for i in chunk], policy, input_size, channels, normalize, upsampling)
 
 
 def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int] | None, channels: int,
@@ -483,41 +572,20 @@ def model_pixels(coefs: Coefficients, policy: Policy, input_size: tuple[int, int
     One-line :class:`~jpegfx.errors.JpegError` when the image cannot give ``input_size`` under the
     policy (too small, or, without a crop, another size). ``input_size=None`` takes whatever size the
     policy gives (a network that runs at any size)."""
-    if channels not in (1, 3):
-        raise UsageError(f"JPEG input feeds models with 1 or 3 input channels, not {channels}")
-    if upsampling not in ("fancy", "nearest"):
-        raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
-    n, region = policy.window(coefs.header.size)
-    if input_size is not None and (region[2], region[3]) != tuple(input_size):
-        raise JpegError(f"image {coefs.header.size[0]}x{coefs.header.size[1]} gives {region[2]}x{region[3]} under "
-                        f"the policy ({policy.describe()}), the model takes {input_size[0]}x{input_size[1]}")
-    rows = cols = None
-    if policy.resample is not None:  # the crop's rows and columns of the resampled image, from the N/8 one
-        scaled, _ = _plan(coefs.header.size, coefs.header.samplings, n)
-        resampled = policy.resampled_size(scaled)
-        top, left, height, width = region
-        (rows, r0), (cols, c0) = (_band(size_in, size_out, start, length)
-                                  for start, length, size_in, size_out in ((top, height, scaled[0], resampled[0]),
-                                                                          (left, width, scaled[1], resampled[1])))
-        region = (r0, c0, rows.shape[1], cols.shape[1])
-    if coefs.header.color_space == "gray" or channels == 1:
-        x = _ycc(coefs, n, region, [0], upsampling)
-        if channels == 3:
-            x = np.repeat(x, 3, axis=0)
-    else:
-        x = _ycc(coefs, n, region, [0, 1, 2], upsampling)
-        x[1:] -= 128.0
-        x = _mix(np.asarray(YCBCR_TO_RGB), x)
-    if rows is not None:  # the cheaper order of the two products
-        r, w = x.shape[1:]
-        if rows.shape[0] * w * (r + cols.shape[0]) <= cols.shape[0] * r * (w + rows.shape[0]):
-            x = (rows @ x) @ cols.T
-        else:
-            x = rows @ (x @ cols.T)
-    if policy.flip:
-        x = x[:, :, ::-1]
-    mean, std = _normalization(normalize, channels)
-    return (x / 255.0 - mean[:, None, None]) / std[:, None, None]
+    _check_options(channels, upsampling)
+    return _pixels([coefs], policy, input_size, channels, normalize, upsampling)[0]
+
+
+def model_pixels_many(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int] | None,
+                      channels: int, normalize=None, upsampling: str = "fancy") -> list[np.ndarray]:
+    """:func:`model_pixels` of each item, in order; files of one geometry (size, layout) are computed
+    together, :data:`GROUP_VALUES` output values at a time (the same numbers, far fewer array
+    operations per file). Every file is checked before any work; the first that does not fit raises."""
+    out: list = [None] * len(items)
+    for positions, x in _groups(items, policy, input_size, channels, normalize, upsampling):
+        for i, pixels in zip(positions, x):
+            out[i] = pixels
+    return out
 
 
 def model_input(coefs: Coefficients, policy: Policy, input_size: tuple[int, int], channels: int,
@@ -530,6 +598,14 @@ def model_input(coefs: Coefficients, policy: Policy, input_size: tuple[int, int]
 
 def model_inputs(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int], channels: int,
                  normalize=None, upsampling: str = "fancy", dtype=np.float32) -> np.ndarray:
-    """:func:`model_input` of each item, stacked: ``(N, channels·64, Hb, Wb)``."""
-    return np.stack([model_input(c, policy, input_size, channels, normalize, upsampling, dtype) for c in items])
-
+    """:func:`model_input` of each item, stacked: ``(N, channels·64, Hb, Wb)``; files of one geometry are
+    computed together (:func:`model_pixels_many`)."""
+    if not len(items):
+        raise UsageError("model_inputs needs at least one file")
+    out = None
+    for positions, x in _groups(items, policy, input_size, channels, normalize, upsampling):
+        f = _block_dct(x).astype(dtype, copy=False)
+        if out is None:
+            out = np.empty((len(items), *f.shape[1:]), dtype=dtype)
+        out[positions] = f
+    return out

@@ -29,7 +29,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Sequence, Union
+from typing import TYPE_CHECKING, BinaryIO, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -91,6 +91,20 @@ def _label(item, index: int) -> str:
     if isinstance(name, str) and hasattr(item, "read"):
         return name
     return f"<{'file' if hasattr(item, 'read') else 'bytes'} #{index}>"
+
+
+def _chunks(items: Sequence, policy) -> Iterator[tuple[int, list]]:
+    """``(position of the first, items)`` for runs of consecutive files whose outputs under ``policy``
+    hold at most :data:`CALL_PIXELS` pixels together (one file at least)."""
+    start, held = 0, 0
+    for i, c in enumerate(items):
+        _, (_, _, h, w) = policy.window(tuple(c.header.size))
+        if i > start and held + h * w > CALL_PIXELS:
+            yield start, list(items[start:i])
+            start, held = i, 0
+        held += h * w
+    if start < len(items):
+        yield start, list(items[start:])
 
 
 def _one_line(text: object) -> str:
@@ -374,9 +388,10 @@ class Session:
     def _policy_logits(self, items: Sequence[reader.Coefficients]) -> np.ndarray:
         """The logits of files brought to the network by the spec's policy, in order: one run on their
         stacked JPEG-domain inputs, or (pixel input) runs of photos of one output size, each holding
-        at most :data:`CALL_PIXELS` pixels per plane (one photo at least). Pixels are computed photo
-        by photo and a pending group runs as soon as the pending pixels exceed that budget, so
-        memory stays bounded for large photos at their own size."""
+        at most :data:`CALL_PIXELS` pixels per plane (one photo at least). Pixels are computed for runs
+        of consecutive photos of at most that many pixels (files of one geometry together,
+        :func:`~jpegfx.preprocess.model_pixels_many`), and a pending group runs as soon as the pending
+        pixels exceed that budget, so memory stays bounded for large photos at their own size."""
         spec = self.spec
         dtype = _NUMPY_FLOAT.get(spec.dtype, np.float32)
         if not spec.pixel_input:
@@ -395,14 +410,16 @@ class Session:
         def held(key: tuple[int, int]) -> int:
             return len(pending[key][0]) * key[0] * key[1]
 
-        for i, c in enumerate(items):
-            x = preprocess.model_pixels(c, spec.preprocess, size, spec.channels, spec.normalize, spec.upsampling)
-            key = x.shape[1:]
-            while pending and sum(map(held, pending)) + key[0] * key[1] > CALL_PIXELS:
-                run(max(pending, key=held))
-            positions, arrays = pending.setdefault(key, ([], []))
-            positions.append(i)
-            arrays.append(x.astype(dtype, copy=False))
+        for first, chunk in _chunks(items, spec.preprocess):
+            pixels = preprocess.model_pixels_many(chunk, spec.preprocess, size, spec.channels, spec.normalize,
+                                                  spec.upsampling)
+            for i, x in enumerate(pixels, first):
+                key = x.shape[1:]
+                while pending and sum(map(held, pending)) + key[0] * key[1] > CALL_PIXELS:
+                    run(max(pending, key=held))
+                positions, arrays = pending.setdefault(key, ([], []))
+                positions.append(i)
+                arrays.append(x.astype(dtype, copy=False))
         for key in list(pending):
             run(key)
         return out[0]

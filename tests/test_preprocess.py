@@ -694,6 +694,52 @@ def test_model_input_nearest_and_batch(files):
     assert not np.allclose(fancy, ours)
 
 
+def _group_files() -> list:
+    """Eight crops of china.jpg: four 45x61 4:2:0 files at three qualities (one geometry, different
+    tables), two 45x61 4:4:4, one gray 45x61 and one 4:2:0 of another size."""
+    pixels = china_pixels()
+    crops = [((40, 60), "4:2:0", 50), ((90, 200), "4:2:0", 75), ((140, 330), "4:2:0", 95), ((200, 10), "4:2:0", 75),
+             ((30, 400), "4:4:4", 80), ((250, 250), "4:4:4", 60), ((100, 100), None, 75)]
+    data = [pillow_jpeg(pixels[top:top + 45, left:left + 61], sub, q) for (top, left), sub, q in crops]
+    data.insert(3, pillow_jpeg(pixels[60:110, 300:370], "4:2:0", 85))  # 50x70
+    return [read_coefficients(d) for d in data]
+
+
+@pytest.mark.parametrize("policy", [Policy(resize=24, crop=(20, 24)),
+                                    Policy(resize=30, crop=(20, 24), flip=True, resample="bilinear")],
+                         ids=["n8", "bilinear-flip"])
+def test_model_inputs_computes_files_of_one_geometry_together(monkeypatch, policy):
+    items = _group_files()
+    assert not np.array_equal(items[0].qtables[0], items[2].qtables[0])  # one geometry, different tables
+    for channels, normalize in ((3, IMAGENET), (1, None)):
+        single = np.stack([pp.model_input(c, policy, (20, 24), channels, normalize, dtype=np.float64) for c in items])
+        single_pixels = [pp.model_pixels(c, policy, (20, 24), channels, normalize) for c in items]
+        calls = []
+        real = pp._pixels
+        monkeypatch.setattr(pp, "_pixels", lambda group, *a: calls.append(len(group)) or real(group, *a))
+        for budget, groups in ((pp.GROUP_VALUES, [4, 1, 2, 1]), (channels * 20 * 24 * 3, [3, 1, 1, 2, 1]), (1, [1] * 8)):
+            monkeypatch.setattr(pp, "GROUP_VALUES", budget)
+            calls.clear()
+            ours = pp.model_inputs(items, policy, (20, 24), channels, normalize, dtype=np.float64)
+            assert calls == groups  # in order of first appearance: 4:2:0 45x61, 50x70, 4:4:4, gray
+            assert ours.shape == single.shape
+            assert_close_rel(t(ours), t(single), RTOL[torch.float64])
+            many = pp.model_pixels_many(items, policy, (20, 24), channels, normalize)
+            for got, expected in zip(many, single_pixels, strict=True):
+                assert_close_rel(t(got.copy()), t(expected.copy()), RTOL[torch.float64])
+        monkeypatch.undo()
+
+
+def test_model_inputs_checks_every_file_first():
+    items = _group_files()
+    small = read_coefficients(pillow_jpeg(china_pixels()[:16, :16], "4:2:0"))
+    tiny = read_coefficients(pillow_jpeg(china_pixels()[:8, :8], "4:2:0"))
+    with pytest.raises(JpegError, match="^image 16x16 "):  # the first file that does not fit, in order
+        pp.model_inputs(items[:5] + [small] + items[5:] + [tiny], Policy(crop=(20, 24)), (20, 24), 3)
+    with pytest.raises(UsageError, match="at least one file"):
+        pp.model_inputs([], Policy(crop=(20, 24)), (20, 24), 3)
+
+
 def test_model_input_refusals(files):
     coefs = read_coefficients(files("pil420"))  # 61x83
     with pytest.raises(JpegError) as err:
