@@ -46,15 +46,15 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 import numpy as np
 
 from jpegfx.errors import JpegError, UsageError
-from jpegfx.reader import Coefficients
+from jpegfx.reader import Batch, Coefficients
 
 __all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "scaled_layout", "decode",
-           "flip_blocks", "crop_blocks", "model_pixels", "model_pixels_many", "model_input", "model_inputs"]
+           "flip_blocks", "crop_blocks", "model_pixels", "model_pixels_many", "model_input", "model_inputs", "batch_pixels", "batch_inputs"]
 
 BLOCK = 8
 RESAMPLING = (None, "bilinear")
@@ -334,13 +334,38 @@ def _round(x: np.ndarray) -> np.ndarray:
     return np.clip(np.floor(x + 0.5), 0.0, 255.0)
 
 
-def _ycc(items: Sequence[Coefficients], n: int, region: tuple[int, int, int, int], components: Sequence[int],
+Group = Union[Batch, Sequence[Coefficients]]
+"""Files of one geometry computed together: a :class:`~jpegfx.reader.Batch` (stacked arrays) or a list
+of :class:`~jpegfx.reader.Coefficients` of one size, layout and block-array shape (tables may differ)."""
+
+
+def _header(group: Group):
+    return group.header if isinstance(group, Batch) else group[0].header
+
+
+def _blocks(group: Group, c: int, rows: slice, cols: slice) -> np.ndarray:
+    """``(G, rows, cols, 8, 8)`` quantised blocks of component ``c``; only the blocks asked for are copied."""
+    if isinstance(group, Batch):
+        return group.planes[c][:, rows, cols]
+    return np.stack([item.planes[c][rows, cols] for item in group])
+
+
+def _plane_blocks(group: Group, c: int) -> tuple[int, int]:
+    """Component ``c``'s block grid ``(rows, columns)``."""
+    return group.planes[c].shape[1:3] if isinstance(group, Batch) else group[0].planes[c].shape[:2]
+
+
+def _tables(group: Group, c: int) -> np.ndarray:
+    """``(G, 64)`` quantisation tables of component ``c``."""
+    return group.qtables[c] if isinstance(group, Batch) else np.stack([item.qtables[c] for item in group])
+
+
+def _ycc(group: Group, n: int, region: tuple[int, int, int, int], components: Sequence[int],
          upsampling: str, clamp: bool = False) -> np.ndarray:
     """(G, K, h, w) float64 level-shifted components of the N/8 decode inside ``region`` (output pixels)
-    of ``G`` files with one geometry (size and sampling factors; their tables may differ), computed
-    together; ``clamp``: each component's samples rounded as :func:`_round` after the IDCT and after
-    upsampling."""
-    header = items[0].header
+    of the ``G`` files of ``group``, computed together; ``clamp``: each component's samples rounded as
+    :func:`_round` after the IDCT and after upsampling."""
+    header = _header(group)
     samplings = header.samplings
     out, plans = _plan(header.size, samplings, n)
     top, left, height, width = region
@@ -353,16 +378,17 @@ def _ycc(items: Sequence[Coefficients], n: int, region: tuple[int, int, int, int
     m1 = min(_ceil(out[0], mcu_rows), _ceil(top + height, mcu_rows) + 1)
     k0 = max(0, left // mcu_cols - 1)
     k1 = min(_ceil(out[1], mcu_cols), _ceil(left + width, mcu_cols) + 1)
-    g = len(items)
     planes = []
     for c in components:
         plan, (v, h) = plans[c], samplings[c]
         s = plan.idct
-        rows, cols = items[0].planes[c].shape[:2]
+        rows, cols = _plane_blocks(group, c)
         b0, b1 = m0 * v, min(m1 * v, rows)
         a0, a1 = k0 * h, min(k1 * h, cols)
-        blocks = np.stack([item.planes[c][b0:b1, a0:a1] for item in items]).reshape(g, -1, BLOCK * BLOCK)
-        tables = np.stack([item.qtables[c] for item in items]).astype(np.float64)[:, None, :]
+        blocks = _blocks(group, c, slice(b0, b1), slice(a0, a1))
+        g = blocks.shape[0]
+        blocks = blocks.reshape(g, -1, BLOCK * BLOCK)
+        tables = _tables(group, c).astype(np.float64)[:, None, :]
         x = ((blocks * tables) @ _idct_kron(s)).reshape(g, b1 - b0, a1 - a0, s, s)  # every block's M_s F M_sᵀ
         x = x.transpose(0, 1, 3, 2, 4).reshape(g, (b1 - b0) * s, (a1 - a0) * s)
         x = x[:, : min(b1 * s, plan.size[0]) - b0 * s, : min(a1 * s, plan.size[1]) - a0 * s] + 128.0
@@ -500,20 +526,21 @@ def _check_options(channels: int, upsampling: str) -> None:
         raise UsageError(f"upsampling must be 'fancy' or 'nearest', got {upsampling!r}")
 
 
-def _window(coefs: Coefficients, policy: Policy, input_size: tuple[int, int] | None) -> tuple[int, tuple]:
-    """The policy's ``(N, region)`` for this file; a one-line JpegError if it cannot give ``input_size``."""
-    n, region = policy.window(coefs.header.size)
+def _window(header, policy: Policy, input_size: tuple[int, int] | None) -> tuple[int, tuple]:
+    """The policy's ``(N, region)`` for a file with this header; a one-line JpegError if it cannot give
+    ``input_size``."""
+    n, region = policy.window(header.size)
     if input_size is not None and (region[2], region[3]) != tuple(input_size):
-        raise JpegError(f"image {coefs.header.size[0]}x{coefs.header.size[1]} gives {region[2]}x{region[3]} under "
+        raise JpegError(f"image {header.size[0]}x{header.size[1]} gives {region[2]}x{region[3]} under "
                         f"the policy ({policy.describe()}), the model takes {input_size[0]}x{input_size[1]}")
     return n, region
 
 
-def _pixels(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int, int] | None, channels: int,
+def _pixels(group: Group, policy: Policy, input_size: tuple[int, int] | None, channels: int,
             normalize, upsampling: str) -> np.ndarray:
-    """:func:`model_pixels` of ``G`` files of one geometry, computed together: ``(G, channels, h, w)``."""
-    header = items[0].header
-    n, region = _window(items[0], policy, input_size)
+    """:func:`model_pixels` of the ``G`` files of ``group``, computed together: ``(G, channels, h, w)``."""
+    header = _header(group)
+    n, region = _window(header, policy, input_size)
     rows = cols = None
     if policy.resample is not None:  # the crop's rows and columns of the resampled image, from the N/8 one
         scaled, _ = _plan(header.size, header.samplings, n)
@@ -524,11 +551,11 @@ def _pixels(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int
                                                                           (left, width, scaled[1], resampled[1])))
         region = (r0, c0, rows.shape[1], cols.shape[1])
     if header.color_space == "gray" or channels == 1:
-        x = _ycc(items, n, region, [0], upsampling)
+        x = _ycc(group, n, region, [0], upsampling)
         if channels == 3:
             x = np.repeat(x, 3, axis=1)
     else:
-        x = _ycc(items, n, region, [0, 1, 2], upsampling)
+        x = _ycc(group, n, region, [0, 1, 2], upsampling)
         x[:, 1:] -= 128.0
         x = _mix(np.asarray(YCBCR_TO_RGB), x)
     if rows is not None:  # the cheaper order of the two products
@@ -553,7 +580,7 @@ def _groups(items: Sequence[Coefficients], policy: Policy, input_size: tuple[int
     for i, c in enumerate(items):
         key = _geometry(c)
         if key not in groups:
-            _, region = _window(c, policy, input_size)
+            _, region = _window(c.header, policy, input_size)
             groups[key], values[key] = [], channels * region[2] * region[3]
         groups[key].append(i)
     for key, positions in groups.items():
@@ -586,6 +613,21 @@ def model_pixels_many(items: Sequence[Coefficients], policy: Policy, input_size:
         for i, pixels in zip(positions, x):
             out[i] = pixels
     return out
+
+
+def batch_pixels(batch: Batch, policy: Policy, input_size: tuple[int, int] | None, channels: int,
+                 normalize=None, upsampling: str = "fancy") -> np.ndarray:
+    """:func:`model_pixels` of every file of a :class:`~jpegfx.reader.Batch` (one size and layout, read
+    by :func:`jpegfx.reader.read_batches`), computed together from its stacked arrays:
+    ``(N, channels, h, w)`` float64."""
+    _check_options(channels, upsampling)
+    return _pixels(batch, policy, input_size, channels, normalize, upsampling)
+
+
+def batch_inputs(batch: Batch, policy: Policy, input_size: tuple[int, int], channels: int,
+                 normalize=None, upsampling: str = "fancy", dtype=np.float32) -> np.ndarray:
+    """:func:`model_input` of every file of a :class:`~jpegfx.reader.Batch`: ``(N, channels·64, Hb, Wb)``."""
+    return _block_dct(batch_pixels(batch, policy, input_size, channels, normalize, upsampling)).astype(dtype, copy=False)
 
 
 def model_input(coefs: Coefficients, policy: Policy, input_size: tuple[int, int], channels: int,

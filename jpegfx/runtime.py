@@ -424,6 +424,27 @@ class Session:
             run(key)
         return out[0]
 
+    def _policy_batch_logits(self, batch: reader.Batch) -> np.ndarray:
+        """The logits of a read batch (files of one size and layout) under the spec's policy, computed
+        from its stacked arrays (:func:`~jpegfx.preprocess.batch_pixels`), at most
+        :data:`CALL_PIXELS` pixels per plane and run (one file at least)."""
+        spec = self.spec
+        dtype = _NUMPY_FLOAT.get(spec.dtype, np.float32)
+        size = None if spec.pixel_input and spec.any_size else spec.input_size
+        _, (_, _, h, w) = spec.preprocess.window(tuple(batch.header.size))
+        step = max(1, CALL_PIXELS // (h * w))
+        logits = []
+        for start in range(0, len(batch.indices), step):
+            part = slice(start, start + step)
+            rows = reader.Batch(batch.header, tuple(p[part] for p in batch.planes), tuple(q[part] for q in batch.qtables),
+                                batch.indices[part])
+            args = (rows, spec.preprocess, size, spec.channels, spec.normalize, spec.upsampling)
+            if spec.pixel_input:
+                logits.append(self._session_run({PIXEL_INPUT: preprocess.batch_pixels(*args).astype(dtype, copy=False)}))
+            else:
+                logits.append(self._session_run({DCT_INPUT: preprocess.batch_inputs(*args, dtype)}))
+        return np.concatenate(logits)
+
     def predict(self, paths: Sequence[PathLike | bytes | BinaryIO], batch_size: int = 32, top_k: int = 5,
                 on_error: str = "raise", tolerant: bool = False) -> list[Prediction]:
         """Top-``top_k`` classes (softmax probabilities) for each JPEG file, in the order given.
@@ -504,9 +525,12 @@ class Session:
     def _run_rows(self, batch: reader.Batch, rows: list[int]) -> np.ndarray:
         """The model on ``rows`` of a read batch (already checked against the spec)."""
         spec = self.spec
-        if spec.preprocess is not None:
-            return self._policy_logits([batch.coefficients(r) for r in rows])
         whole = len(rows) == len(batch.indices)
+        if spec.preprocess is not None:
+            if not whole:
+                batch = reader.Batch(batch.header, tuple(p[rows] for p in batch.planes),
+                                     tuple(q[rows] for q in batch.qtables), tuple(batch.indices[r] for r in rows))
+            return self._policy_batch_logits(batch)
         planes = [p if whole else p[rows] for p in batch.planes]
         tables = [q if whole else q[rows] for q in batch.qtables]
         names = input_names(batch.header.color_space)

@@ -286,6 +286,14 @@ def test_large_photos_at_their_own_size_run_in_parts(tmp_path, monkeypatch):
     assert [shape[0] for shape in calls] == [2, 2, 1]
     alone = np.concatenate([session.run([c]) for c in coefs])
     assert np.allclose(together, alone, rtol=1e-5, atol=1e-6)
+    # predict reads the five files as one batch and computes their pixels from its stacked arrays, in parts too
+    calls.clear()
+    predictions = session.predict(paths, top_k=10)
+    assert [shape[0] for shape in calls] == [2, 2, 1]
+    probabilities = np.exp(alone - alone.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    for p, expected in zip(predictions, probabilities, strict=True):
+        assert np.allclose(np.asarray(p.scores), expected[list(p.indices)], rtol=1e-4, atol=1e-6)
     # two sizes, interleaved: every run within the budget, results in the caller's order
     for i in (1, 3):
         china.crop((0, 30 * i, 64, 30 * i + 48)).save(paths[i], format="JPEG", quality=85)

@@ -694,7 +694,7 @@ def test_model_input_nearest_and_batch(files):
     assert not np.allclose(fancy, ours)
 
 
-def _group_files() -> list:
+def _group_data() -> list[bytes]:
     """Eight crops of china.jpg: four 45x61 4:2:0 files at three qualities (one geometry, different
     tables), two 45x61 4:4:4, one gray 45x61 and one 4:2:0 of another size."""
     pixels = china_pixels()
@@ -702,7 +702,11 @@ def _group_files() -> list:
              ((30, 400), "4:4:4", 80), ((250, 250), "4:4:4", 60), ((100, 100), None, 75)]
     data = [pillow_jpeg(pixels[top:top + 45, left:left + 61], sub, q) for (top, left), sub, q in crops]
     data.insert(3, pillow_jpeg(pixels[60:110, 300:370], "4:2:0", 85))  # 50x70
-    return [read_coefficients(d) for d in data]
+    return data
+
+
+def _group_files() -> list:
+    return [read_coefficients(d) for d in _group_data()]
 
 
 @pytest.mark.parametrize("policy", [Policy(resize=24, crop=(20, 24)),
@@ -728,6 +732,23 @@ def test_model_inputs_computes_files_of_one_geometry_together(monkeypatch, polic
             for got, expected in zip(many, single_pixels, strict=True):
                 assert_close_rel(t(got.copy()), t(expected.copy()), RTOL[torch.float64])
         monkeypatch.undo()
+
+
+def test_batch_inputs_from_stacked_arrays_match_each_file():
+    from jpegfx.reader import read_batches
+
+    data = _group_data()
+    batches, errors = read_batches(data)
+    assert not errors and sorted(len(b.indices) for b in batches) == [1, 1, 2, 4]
+    policy = Policy(resize=30, crop=(20, 24), resample="bilinear")
+    for batch in batches:
+        single = [read_coefficients(data[i]) for i in batch.indices]
+        expected = np.stack([pp.model_input(c, policy, (20, 24), 3, IMAGENET, dtype=np.float64) for c in single])
+        got = pp.batch_inputs(batch, policy, (20, 24), 3, IMAGENET, dtype=np.float64)
+        assert_close_rel(t(got), t(expected), RTOL[torch.float64])
+        pixels = pp.batch_pixels(batch, policy, (20, 24), 1, None)
+        for got, c in zip(pixels, single, strict=True):
+            assert_close_rel(t(got.copy()), t(pp.model_pixels(c, policy, (20, 24), 1).copy()), RTOL[torch.float64])
 
 
 def test_model_inputs_checks_every_file_first():
