@@ -54,7 +54,8 @@ from jpegfx.errors import JpegError, UsageError
 from jpegfx.reader import Batch, Coefficients
 
 __all__ = ["Policy", "YCBCR_TO_RGB", "MAX_SCALE", "dct_matrix", "idct_matrix", "scaled_layout", "decode",
-           "flip_blocks", "crop_blocks", "model_pixels", "model_pixels_many", "model_input", "model_inputs", "batch_pixels", "batch_inputs"]
+           "flip_blocks", "crop_blocks", "model_pixels", "model_pixels_many", "model_input", "model_inputs",
+           "batch_pixels", "batch_inputs"]
 
 BLOCK = 8
 RESAMPLING = (None, "bilinear")

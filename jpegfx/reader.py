@@ -164,6 +164,11 @@ class Batch(NamedTuple):
     qtables: tuple[np.ndarray, ...]
     indices: tuple[int, ...]
 
+    def select(self, rows) -> "Batch":
+        """The files at ``rows`` (a slice or a list of positions within the batch) as a batch."""
+        indices = self.indices[rows] if isinstance(rows, slice) else tuple(self.indices[r] for r in rows)
+        return Batch(self.header, tuple(p[rows] for p in self.planes), tuple(q[rows] for q in self.qtables), indices)
+
     def coefficients(self, k: int) -> Coefficients:
         """The ``k``-th file as :class:`Coefficients` (views, no copy). Its header is the batch's: the
         layout is every file's, details such as component ids and ``progressive`` the first file's."""

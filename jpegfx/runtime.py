@@ -435,10 +435,8 @@ class Session:
         step = max(1, CALL_PIXELS // (h * w))
         logits = []
         for start in range(0, len(batch.indices), step):
-            part = slice(start, start + step)
-            rows = reader.Batch(batch.header, tuple(p[part] for p in batch.planes), tuple(q[part] for q in batch.qtables),
-                                batch.indices[part])
-            args = (rows, spec.preprocess, size, spec.channels, spec.normalize, spec.upsampling)
+            args = (batch.select(slice(start, start + step)), spec.preprocess, size, spec.channels, spec.normalize,
+                    spec.upsampling)
             if spec.pixel_input:
                 logits.append(self._session_run({PIXEL_INPUT: preprocess.batch_pixels(*args).astype(dtype, copy=False)}))
             else:
@@ -527,10 +525,7 @@ class Session:
         spec = self.spec
         whole = len(rows) == len(batch.indices)
         if spec.preprocess is not None:
-            if not whole:
-                batch = reader.Batch(batch.header, tuple(p[rows] for p in batch.planes),
-                                     tuple(q[rows] for q in batch.qtables), tuple(batch.indices[r] for r in rows))
-            return self._policy_batch_logits(batch)
+            return self._policy_batch_logits(batch if whole else batch.select(rows))
         planes = [p if whole else p[rows] for p in batch.planes]
         tables = [q if whole else q[rows] for q in batch.qtables]
         names = input_names(batch.header.color_space)

@@ -746,6 +746,10 @@ def test_batch_inputs_from_stacked_arrays_match_each_file():
         expected = np.stack([pp.model_input(c, policy, (20, 24), 3, IMAGENET, dtype=np.float64) for c in single])
         got = pp.batch_inputs(batch, policy, (20, 24), 3, IMAGENET, dtype=np.float64)
         assert_close_rel(t(got), t(expected), RTOL[torch.float64])
+        picked = batch.select([len(batch.indices) - 1, 0])  # any rows, in the order asked
+        assert picked.indices == (batch.indices[-1], batch.indices[0])
+        assert_close_rel(t(pp.batch_inputs(picked, policy, (20, 24), 3, IMAGENET, dtype=np.float64)),
+                         t(expected[[-1, 0]]), RTOL[torch.float64])
         pixels = pp.batch_pixels(batch, policy, (20, 24), 1, None)
         for got, c in zip(pixels, single, strict=True):
             assert_close_rel(t(got.copy()), t(pp.model_pixels(c, policy, (20, 24), 1).copy()), RTOL[torch.float64])
