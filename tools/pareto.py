@@ -15,7 +15,9 @@ pipelines that read the same files from memory:
   ``/255`` + the spatial network exported by ``torch.onnx``;
 * ``pillow-draft``: Pillow's decode with ``draft()`` (libjpeg's scaled decode) + the same network.
 
-Accuracy is each pipeline's top-1 on the test folder. Time is the whole pipeline — bytes in memory
+Accuracy is each pipeline's top-1 on the test folder, with the share of test images on which it
+predicts the class that ``simplejpeg`` at the same size predicts (the same weights on libjpeg-turbo's
+own scaled decode: jpegfx's input from the coefficients is the float form of that decode). Time is the whole pipeline — bytes in memory
 to logits, ``--batch`` files per call, ``--timing-files`` files per round — in interleaved rounds
 (each round runs every pipeline once, in rotated order); the ratio is each round's time over the
 same round's ``simplejpeg`` at 32 (decode + the spatial network at full size: the baseline of the
@@ -52,7 +54,7 @@ from jpegfx.runtime import Session
 
 log = logging.getLogger("pareto")
 FULL = 32
-FIELDS = ["pipeline", "size", "top1", "ms_per_image", "ratio_median", "ratio_min", "ratio_max", "train_top1",
+FIELDS = ["pipeline", "size", "top1", "agree_simplejpeg", "ms_per_image", "ratio_median", "ratio_min", "ratio_max", "train_top1",
           "train_seconds", "command"]
 
 
@@ -189,9 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     files = [Path(p).read_bytes() for p, _ in test.samples]
     labels = np.asarray([label for _, label in test.samples])
     runs = {(name, size): fn for size in sizes for name, fn in pipelines(work, size, args.threads).items()}
-    accuracy = {}
+    accuracy, predictions = {}, {}
     for key, run in runs.items():
-        accuracy[key] = float((predicted(run, files, 200) == labels).mean())
+        predictions[key] = predicted(run, files, 200)
+        accuracy[key] = float((predictions[key] == labels).mean())
         log.info("%s at %d: top-1 %.4f", *key, accuracy[key])
 
     timing = files[: args.timing_files]
@@ -209,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     for key in order:
         ratios = np.asarray(seconds[key]) / np.asarray(seconds[baseline])
         name, size = key
-        rows.append({"pipeline": name, "size": size, "top1": f"{accuracy[key]:.4f}",
+        agree = float((predictions[key] == predictions["simplejpeg", size]).mean())
+        rows.append({"pipeline": name, "size": size, "top1": f"{accuracy[key]:.4f}", "agree_simplejpeg": f"{agree:.4f}",
                      "ms_per_image": f"{1e3 * np.median(seconds[key]) / len(timing):.4f}",
                      "ratio_median": f"{np.median(ratios):.3f}", "ratio_min": f"{ratios.min():.3f}",
                      "ratio_max": f"{ratios.max():.3f}", "train_top1": f"{trained[size][0]:.4f}",
@@ -221,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         writer.writerows(rows)
     plot(rows, args.out / "pareto.png")
     for r in rows:
-        print(f"{r['pipeline']:13s} {r['size']:>3}²  top-1 {r['top1']}  {r['ms_per_image']} ms/image  "
+        print(f"{r['pipeline']:13s} {r['size']:>3}²  top-1 {r['top1']}  same class as simplejpeg {r['agree_simplejpeg']}  "
+              f"{r['ms_per_image']} ms/image  "
               f"ratio {r['ratio_median']} ({r['ratio_min']}–{r['ratio_max']})")
     return 0
 
