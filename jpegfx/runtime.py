@@ -514,11 +514,11 @@ class Session:
         probs = self._probabilities(logits)
         k = min(top_k, probs.shape[1])
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-        for i, row in enumerate(rows):
+        scores = np.take_along_axis(probs, order, axis=1).tolist()  # Python ints and floats, row by row
+        for row, idx, score in zip(rows, map(tuple, order.tolist()), scores):
             slot = slots_of[row]
-            idx = tuple(int(j) for j in order[i])
             labels = None if self.class_names is None else tuple(self.class_names[j] for j in idx)
-            slots[slot] = Prediction(chunk[slot], idx, tuple(float(probs[i, j]) for j in idx), labels)
+            slots[slot] = Prediction(chunk[slot], idx, tuple(score), labels)
 
     def _run_rows(self, batch: reader.Batch, rows: list[int]) -> np.ndarray:
         """The model on ``rows`` of a read batch (already checked against the spec)."""
