@@ -1,10 +1,10 @@
 """Latency against top-1 on Fashion-MNIST JPEG files: where reading less of each image pays.
 
-The paper network is fine-tuned at R × R for each R of ``--sizes`` (32 is the files' own size) with
-:func:`jpegfx.train.fit`, on the training folder, from the shipped weights, with the same recipe for
+The paper network is fine-tuned at R × R for each R = 4N of ``--sizes`` (32: the files' own size)
+with :func:`jpegfx.train.fit`, on the training folder, from the shipped weights, with the same recipe for
 every R. Below 32 its input is libjpeg's N/8 scaled image (N = 8R/32) computed from each file's
-coefficients (:class:`jpegfx.preprocess.Policy` ``(resize=R, crop=R)``), so the network sees a
-quarter or a sixteenth of the pixels. Every R's weights are then served, in onnxruntime, by three
+coefficients (:class:`jpegfx.preprocess.Policy` ``(resize=R, crop=R)``), so the network sees
+(R/32)² of the pixels. Every R's weights are then served, in onnxruntime, by three
 pipelines that read the same files from memory:
 
 * ``jpegfx``: :meth:`jpegfx.runtime.Session.predict` on the exported file — at 32 the exact
@@ -17,15 +17,15 @@ pipelines that read the same files from memory:
 
 Accuracy is each pipeline's top-1 on the test folder, with the share of test images on which it
 predicts the class that ``simplejpeg`` at the same size predicts (the same weights on libjpeg-turbo's
-own scaled decode: jpegfx's input from the coefficients is the float form of that decode). Time is the whole pipeline — bytes in memory
-to logits, ``--batch`` files per call, ``--timing-files`` files per round — in interleaved rounds
-(each round runs every pipeline once, in rotated order); the ratio is each round's time over the
-same round's ``simplejpeg`` at 32 (decode + the spatial network at full size: the baseline of the
-issue), given as median (min–max). ``jpegfx``'s time includes ``predict``'s softmax and top-k, which
-the others skip.
+own scaled decode; jpegfx's input from the coefficients is the float form of that decode). Time is
+the whole pipeline — bytes in memory to logits, ``--batch`` files per call, ``--timing-files`` files
+per round — in interleaved rounds (each round runs every pipeline once, in rotated order); the ratio
+is each round's time over the same round's ``simplejpeg`` at 32 (decode + the spatial network at full
+size: the baseline of the issue), given as median (min–max). ``jpegfx``'s time includes
+``predict``'s softmax and top-k, which the others skip.
 
     python tools/fashion_jpegs.py DATA          # once: the JPEG folders
-    python tools/pareto.py DATA --out docs/results [--sizes 32 16 8] [--epochs 2] [--rounds 7]
+    python tools/pareto.py DATA --out docs/results [--sizes 32 28 24 20 16 12 8] [--epochs 2] [--rounds 7]
 
 Fine-tuned weights go to ``--work`` (default ``DATA/pareto``; a rerun reuses them), the table to
 ``OUT/pareto.csv`` and the plot to ``OUT/pareto.png``.
@@ -159,7 +159,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("time per image / (simplejpeg decode + network at 32×32)   (median of interleaved rounds)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    ax.set_title("Latency against top-1: the paper network at 32², 16², 8² input")
+    ax.set_title("Latency against top-1: the paper network at reduced input sizes")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -171,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data", type=Path, help="folder with train/ and test/ (tools/fashion_jpegs.py)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--work", type=Path, help="fine-tuned weights and exported files (default DATA/pareto)")
-    parser.add_argument("--sizes", nargs="+", type=int, default=[32, 16, 8], choices=[32, 16, 8, 4])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[32, 24, 16, 8], choices=range(4, 33, 4),
+                        metavar="R", help="input sizes R = 4N (N/8 scaling of the 32x32 files, N = 1 … 8)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-images", type=int, help="default: all 60 000")
     parser.add_argument("--batch", type=int, default=40, help="files per call (the paper's batch)")
