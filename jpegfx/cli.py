@@ -657,7 +657,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     policy = None
     if args.resize is not None:
         resize = round(max(size) * 8 / 7) if args.resize == "auto" else args.resize
-        policy = _preprocess.Policy(resize=resize, crop=size, resample="bilinear")
+        policy = _preprocess.Policy(resize=resize, crop=size, resample=None if args.resample == "none" else args.resample)
     augment_names = [] if args.augment == "none" else args.augment.split(",")
     unknown = sorted(set(augment_names) - {"crop", "flip"})
     if unknown:
@@ -860,6 +860,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="files of any size: scale each by N/8 and bilinear resampling to a shorter side of S (auto: "
                         "8/7 of the input size), then centre-crop to the input size, in the coefficients; without "
                         "it every file must have the input size")
+    p.add_argument("--resample", choices=["bilinear", "none"], default="bilinear",
+                   help="with --resize: after the N/8 scaling, bring the shorter side to exactly S with Pillow's "
+                        "bilinear filter (default), or keep the N/8 size (none: e.g. --resize 16 --input-size 16 "
+                        "trains on the 1/2-scale image of 32x32 files, what libjpeg's scaled decode gives)")
     p.add_argument("--augment", default="flip", metavar="crop,flip|none",
                    help="lossless coefficient-domain augmentations: crop (random MCU-aligned crop, needs --resize), "
                         "flip (random left-right mirror); default flip")

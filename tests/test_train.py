@@ -23,6 +23,7 @@ from PIL import Image
 
 from conftest import RTOL, package_file
 from jpegfx import models
+from jpegfx import preprocess as pp
 from jpegfx import train as jt
 from jpegfx.cli import main
 from jpegfx.data import Collate, JpegFolder, RandomCrop, RandomFlip
@@ -262,6 +263,31 @@ def test_cli_train(gray_folder, tmp_path, capsys):
     assert out["history"][0]["steps"] == 3 and set(out["files"]) >= {"weights", "checkpoint", "log"}
     model = models.paper(num_classes=CLASSES)
     model.load_state_dict(torch.load(out["files"]["weights"], weights_only=True), strict=True)
+
+
+def test_cli_trains_on_the_scaled_image_and_serves_it(gray_folder, tmp_path, capsys):
+    """``--resize 16 --resample none --input-size 16``: the network trains on the 1/2-scale image taken
+    from the coefficients of 32x32 files (libjpeg's scaled decode, no resampling), and the exported
+    policy file serves the files as the trained model does."""
+    pytest.importorskip("onnxruntime")
+    from jpegfx.runtime import Session
+
+    code = main(["train", str(gray_folder), "--val", str(gray_folder), "--batch-size", "8", "--epochs", "1",
+                 "--input-size", "16", "--resize", "16", "--resample", "none", "--onnx", "--out-dir", str(tmp_path),
+                 "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    session = Session(out["files"]["onnx"], providers=["CPUExecutionProvider"])
+    assert session.spec.preprocess == Policy(resize=16, crop=(16, 16))
+    model = models.paper(num_classes=CLASSES)
+    model.load_state_dict(torch.load(out["files"]["weights"], weights_only=True), strict=True)
+    files = sorted(gray_folder.rglob("*.jpg"))
+    pixels = torch.stack([torch.from_numpy(pp.decode(read_coefficients(f), scale=4).copy()) for f in files]) / 255.0
+    with torch.no_grad():
+        expected = model.eval().double()(pixels)
+    served = torch.from_numpy(session.run([read_coefficients(f) for f in files])).double()
+    assert pixels.shape[-2:] == (16, 16)
+    assert (served - expected).abs().max() <= RTOL[torch.float32] * 10 * expected.abs().max()
 
 
 @pytest.mark.parametrize("argv,message", [
