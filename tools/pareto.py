@@ -27,8 +27,10 @@ size: the baseline of the issue), given as median (min–max). ``jpegfx``'s time
     python tools/fashion_jpegs.py DATA          # once: the JPEG folders
     python tools/pareto.py DATA --out docs/results [--sizes 32 28 24 20 16 12 8] [--epochs 2] [--rounds 7]
 
-Fine-tuned weights go to ``--work`` (default ``DATA/pareto``; a rerun reuses them), the table to
-``OUT/pareto.csv`` and the plot to ``OUT/pareto.png``.
+``--model resnet20`` (or another zoo name) trains that network from a seeded initialisation at each
+size instead (give it more ``--epochs``). Trained weights go to ``--work``/MODEL (default
+``DATA/pareto``; a rerun reuses them), the table to ``OUT/pareto_MODEL.csv`` and the plot to
+``OUT/pareto_MODEL.png``.
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 
 import jpegfx
-from jpegfx import datasets
+from jpegfx import datasets, models
 from jpegfx import train as jt
 from jpegfx.bench import _export_spatial, _ort_options
 from jpegfx.data import JpegFolder, RandomFlip
@@ -62,8 +64,17 @@ def policy_for(size: int) -> Policy | None:
     return None if size == FULL else Policy(resize=size, crop=size)
 
 
+def initial_model(name: str, seed: int) -> torch.nn.Module:
+    """``paper``: the shipped network (trained on Fashion-MNIST at 32×32); any other zoo name: freshly
+    initialised (seeded) for one channel and ten classes."""
+    if name == "paper":
+        return copy.deepcopy(datasets.default_model())
+    torch.manual_seed(seed)
+    return models.create_model(name, num_classes=len(datasets.FASHION_MNIST_CLASSES), in_channels=1)
+
+
 def finetune(data: Path, work: Path, size: int, args: argparse.Namespace) -> tuple[float, float]:
-    """Fine-tune the shipped network at ``size`` (or reuse ``work/r{size}/model.pt``): (val top-1, seconds)."""
+    """Train ``--model`` at ``size`` (or reuse ``work/r{size}/model.pt``): (val top-1, seconds)."""
     out = work / f"r{size}"
     record = out / "record.csv"
     if (out / "model.pt").exists() and record.exists():
@@ -79,7 +90,7 @@ def finetune(data: Path, work: Path, size: int, args: argparse.Namespace) -> tup
     options = jt.TrainOptions(epochs=args.epochs, batch_size=128, lr=0.01, weight_decay=5e-4, schedule="cosine",
                               seed=args.seed)
     began = time.perf_counter()
-    result = jt.fit(copy.deepcopy(datasets.default_model()), train, input_size=size, policy=policy_for(size),
+    result = jt.fit(initial_model(args.model, args.seed), train, input_size=size, policy=policy_for(size),
                     val_data=test, options=options, out_dir=out)
     seconds = time.perf_counter() - began
     top1 = result.history[-1]["val_top1"]
@@ -89,19 +100,19 @@ def finetune(data: Path, work: Path, size: int, args: argparse.Namespace) -> tup
     return top1, seconds
 
 
-def spatial_network(work: Path, size: int) -> torch.nn.Module:
-    model = copy.deepcopy(datasets.default_model())
+def spatial_network(work: Path, size: int, name: str) -> torch.nn.Module:
+    model = initial_model(name, 0)
     model.load_state_dict(torch.load(work / f"r{size}" / "model.pt", map_location="cpu", weights_only=True))
     return model.eval()
 
 
-def pipelines(work: Path, size: int, threads: int) -> dict[str, callable]:
+def pipelines(work: Path, size: int, threads: int, name: str = "paper") -> dict[str, callable]:
     """name → function(list of JPEG bytes) → logits (N, 10), for the weights fine-tuned at ``size``."""
     import onnxruntime as ort
     import simplejpeg
     from PIL import Image
 
-    model = spatial_network(work, size)
+    model = spatial_network(work, size, name)
     spatial_path = work / f"r{size}" / "spatial.onnx"
     _export_spatial(model, torch.zeros(1, 1, size, size), spatial_path)
     spatial = ort.InferenceSession(str(spatial_path), sess_options=_ort_options(threads),
@@ -142,24 +153,24 @@ def predicted(run, files: list[bytes], batch: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, style in (("simplejpeg", "s--"), ("pillow-draft", "^:"), ("jpegfx", "o-")):
-        mine = sorted((r for r in rows if r["pipeline"] == name), key=lambda r: float(r["ratio_median"]))
+    for pipeline, style in (("simplejpeg", "s--"), ("pillow-draft", "^:"), ("jpegfx", "o-")):
+        mine = sorted((r for r in rows if r["pipeline"] == pipeline), key=lambda r: float(r["ratio_median"]))
         xs = [float(r["ratio_median"]) for r in mine]
         ys = [100 * float(r["top1"]) for r in mine]
-        ax.plot(xs, ys, style, label=name)
+        ax.plot(xs, ys, style, label=pipeline)
         for r, x, y in zip(mine, xs, ys):
             ax.annotate(f"{r['size']}²", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_xlabel("time per image / (simplejpeg decode + network at 32×32)   (median of interleaved rounds)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    ax.set_title("Latency against top-1: the paper network at reduced input sizes")
+    ax.set_title(f"Latency against top-1: {name} at reduced input sizes")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -173,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, help="fine-tuned weights and exported files (default DATA/pareto)")
     parser.add_argument("--sizes", nargs="+", type=int, default=[32, 24, 16, 8], choices=range(4, 33, 4),
                         metavar="R", help="input sizes R = 4N (N/8 scaling of the 32x32 files, N = 1 … 8)")
+    parser.add_argument("--model", default="paper",
+                        help="paper (default: the shipped network, fine-tuned at each size) or a zoo name such as "
+                             "resnet20 (trained from a seeded initialisation at each size)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--train-images", type=int, help="default: all 60 000")
     parser.add_argument("--batch", type=int, default=40, help="files per call (the paper's batch)")
@@ -184,14 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     command = "python tools/pareto.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    work = args.work or args.data / "pareto"
+    work = (args.work or args.data / "pareto") / args.model
     sizes = sorted(set(args.sizes) | {FULL}, reverse=True)
     trained = {size: finetune(args.data, work, size, args) for size in sizes}
 
     test = JpegFolder(args.data / "test")
     files = [Path(p).read_bytes() for p, _ in test.samples]
     labels = np.asarray([label for _, label in test.samples])
-    runs = {(name, size): fn for size in sizes for name, fn in pipelines(work, size, args.threads).items()}
+    runs = {(name, size): fn for size in sizes for name, fn in pipelines(work, size, args.threads, args.model).items()}
     accuracy, predictions = {}, {}
     for key, run in runs.items():
         predictions[key] = predicted(run, files, 200)
@@ -220,11 +234,11 @@ def main(argv: list[str] | None = None) -> int:
                      "ratio_max": f"{ratios.max():.3f}", "train_top1": f"{trained[size][0]:.4f}",
                      "train_seconds": f"{trained[size][1]:.0f}", "command": command})
     args.out.mkdir(parents=True, exist_ok=True)
-    with (args.out / "pareto.csv").open("w", newline="") as f:
+    with (args.out / f"pareto_{args.model}.csv").open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    plot(rows, args.out / "pareto.png")
+    plot(rows, args.out / f"pareto_{args.model}.png", args.model)
     for r in rows:
         print(f"{r['pipeline']:13s} {r['size']:>3}²  top-1 {r['top1']}  same class as simplejpeg {r['agree_simplejpeg']}  "
               f"{r['ms_per_image']} ms/image  "
