@@ -87,7 +87,7 @@ def finetune(data: Path, work: Path, size: int, args: argparse.Namespace) -> tup
         samples = [samples[i] for i in sorted(keep)]
     train = JpegFolder(samples=samples, classes=folder.classes, augment=[RandomFlip()], seed=args.seed)
     test = JpegFolder(data / "test")
-    options = jt.TrainOptions(epochs=args.epochs, batch_size=128, lr=0.01, weight_decay=5e-4, schedule="cosine",
+    options = jt.TrainOptions(epochs=args.epochs, batch_size=128, lr=args.lr, weight_decay=5e-4, schedule="cosine",
                               seed=args.seed)
     began = time.perf_counter()
     result = jt.fit(initial_model(args.model, args.seed), train, input_size=size, policy=policy_for(size),
@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="paper (default: the shipped network, fine-tuned at each size) or a zoo name such as "
                              "resnet20 (trained from a seeded initialisation at each size)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=0.01, help="peak learning rate of SGD with a cosine schedule")
     parser.add_argument("--train-images", type=int, help="default: all 60 000")
     parser.add_argument("--batch", type=int, default=40, help="files per call (the paper's batch)")
     parser.add_argument("--timing-files", type=int, default=400)
