@@ -20,6 +20,19 @@ With ``domains="pixels"`` every op that would be lowered runs as itself on pixel
 ``pixels``, chosen rather than a fallback), except those whose lowering approximates on coefficients
 (ASM/APX activations, ASM max pooling): exact modes then cost one inverse DCT of the input plus the
 spatial network, and the values the residual stream, additions and pooling see are pixels too.
+
+Why "pixels" is the cheapest assignment, not only a rule: every lowering here costs at least its op
+on pixels. A factored convolution is an inverse DCT, the spatial convolution and a DCT; a pointwise
+one is the same GEMM on coefficients; the fused map multiplies the MACs by up to 64
+(:func:`jpegfx.ops.conv.conv_macs`); BN, additions and scalings are the same elementwise work; exact
+ReLU and pooling compute on pixels inside their lowerings; ASM on pixels needs one 64×64 projection
+per block where on coefficients it needs two inverse maps and a DCT. The one op cheaper on
+coefficients, the mean over the plane (a DC read, 1/64 of the values), takes a value that a
+pixel-computing op produced, and the DCT that would hand it over costs 64 MACs per pixel against
+the one the read saves. Leaving pixels therefore only adds work, so with the input stage folded
+(one inverse DCT, :meth:`jpegfx.convert.JpegModel.pixel_network`) the all-pixels assignment — with
+coefficients only where an approximation needs them — is the minimum of any cost model that counts
+operations or memory traffic: the answer a graph-wide min-cut over the two domains would return.
 """
 from __future__ import annotations
 
