@@ -13,7 +13,9 @@ pipelines that read the same files from memory:
   size computed together);
 * ``simplejpeg``: libjpeg-turbo's decode (below 32 its scaled decode, ``min_height``/``min_width``) +
   ``/255`` + the spatial network exported by ``torch.onnx``;
-* ``pillow-draft``: Pillow's decode with ``draft()`` (libjpeg's scaled decode) + the same network.
+* ``pillow-draft``: Pillow's decode with ``draft()`` (libjpeg's scaled decode, which Pillow offers at
+  1/2, 1/4 and 1/8 only; other sizes are brought to R × R by Pillow's bilinear resize from the next
+  larger one) + the same network.
 
 Accuracy is each pipeline's top-1 on the test folder, with the share of test images on which it
 predicts the class that ``simplejpeg`` at the same size predicts (the same weights on libjpeg-turbo's
@@ -135,7 +137,9 @@ def pipelines(work: Path, size: int, threads: int, name: str = "paper") -> dict[
         for f in files:
             with Image.open(io.BytesIO(f)) as image:
                 if size != FULL:
-                    image.draft("L", (size, size))
+                    image.draft("L", (size, size))  # libjpeg's scaled decode at 1/2, 1/4 or 1/8 only
+                    if image.size != (size, size):
+                        image = image.resize((size, size), Image.BILINEAR)
                 pixels.append(np.asarray(image))
         return network(pixels)
 
