@@ -163,22 +163,31 @@ def plot(rows: list[dict], path: Path, name: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for pipeline, style in (("simplejpeg", "s--"), ("pillow-draft", "^:"), ("jpegfx", "o-")):
-        mine = sorted((r for r in rows if r["pipeline"] == pipeline), key=lambda r: float(r["ratio_median"]))
+        mine = sorted((r for r in rows if r["pipeline"] == pipeline), key=lambda r: -int(r["size"]))
         xs = [float(r["ratio_median"]) for r in mine]
         ys = [100 * float(r["top1"]) for r in mine]
         ax.plot(xs, ys, style, label=pipeline)
         for r, x, y in zip(mine, xs, ys):
             ax.annotate(f"{r['size']}²", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    base = next(r for r in rows if r["pipeline"] == "simplejpeg" and int(r["size"]) == FULL)
+    ax.axhline(100 * float(base["top1"]) - 1, color="gray", linewidth=0.8, linestyle="-.",
+               label="baseline top-1 − 1 point")
+    ax.axvline(1 / 1.5, color="gray", linewidth=0.8, linestyle=(0, (1, 3)), label="1.5× faster than the baseline")
     ax.set_xscale("log")
-    ax.set_xlabel("time per image / (simplejpeg decode + network at 32×32)   (median of interleaved rounds)")
+    ax.set_xlabel("time per image / simplejpeg decode + network at 32×32 (median of interleaved rounds)")
     ax.set_ylabel("Fashion-MNIST test top-1 (%)")
-    ax.set_title(f"Latency against top-1: {name} at reduced input sizes")
+    ax.set_title(f"Latency against top-1: the {name} network, input R×R from 32×32 JPEGs")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+
+
+def replot(csv_path: Path, name: str) -> None:
+    """Draw ``csv_path``'s PNG again from its rows (``--replot``)."""
+    plot(list(csv.DictReader(csv_path.open())), csv_path.with_suffix(".png"), name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime and torch threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--replot", action="store_true", help="only draw OUT/pareto_MODEL.png again from its CSV")
     args = parser.parse_args(argv)
+    if args.replot:
+        replot(args.out / f"pareto_{args.model}.csv", args.model)
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
     torch.set_num_threads(args.threads)
     command = "python tools/pareto.py " + " ".join(argv if argv is not None else sys.argv[1:])
