@@ -27,11 +27,12 @@ relative change when the input goes through an exact block-DCT round trip, ~1e-1
 random instance amplifies rounding more than 1000-fold, so its float32 outputs cannot meet the 1e-5
 bound (float32 rounds 5e8 times coarser); the deepest ones reach 0.1–0.5, where even float64 cannot
 check them (``tools/error_growth.py`` shows such an error growing layer by layer exactly as the
-sensitivity does). The same holds when the spatial model's own float32 output misses the bound (measured for models too
-large for the float64 recheck too): rounding inside the network is amplified even where the input
-probe is not. The conversion is then checked on a *tamed* instance of the same architecture
-(every normalisation weight times 0.5, 0.25 or 0.125, the first whose sensitivity is at most 1e-13), in
-float32 against the usual bound: ``exact when tamed``.
+sensitivity does). The same holds when the spatial model's own float32 output misses the bound
+(measured for models too large for the float64 recheck too): rounding inside the network is
+amplified even where the input probe is not. The conversion is then checked on a *tamed* instance of
+the same architecture (every normalisation weight times 0.5, 0.25 or 0.125, the first whose
+sensitivity is at most 1e-13 and whose own float32 output meets the bound), in float32 against the
+usual bound: ``exact when tamed``.
 The ``pixels`` column counts the nodes computed on pixels (between an inverse and a forward block DCT:
 pixel ops such as padding, and ops with no JPEG-domain lowering); the JSON lists their kinds.
 
