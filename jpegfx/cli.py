@@ -321,6 +321,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     if args.no_crop and (args.domains != "pixels" or not exact):
         raise UsageError("--no-crop needs --domains pixels and exact ReLU and max pooling: only a network on pixels "
                          "runs at any size in one ONNX graph")
+    if args.clamp and not (args.resize is not None or args.crop or args.no_crop):
+        raise UsageError("--clamp goes with --resize, --crop or --no-crop: the 8-bit samples are computed by the "
+                         "policy of a file that takes any photo")
     if args.resize is not None or args.crop or args.no_crop:
         if args.subsampling is not None:
             raise UsageError("--subsampling fixes one JPEG layout; --resize/--crop/--no-crop export for every layout: "
@@ -330,7 +333,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
             raise UsageError(f"--resize {resize} is smaller than the input size {size[0]}x{size[1]}: the centre crop "
                              "would not fit")
         policy = _preprocess.Policy(resize=resize, crop=None if args.no_crop else size,
-                                    resample=None if resize is None or args.resample == "none" else args.resample)
+                                    resample=None if resize is None or args.resample == "none" else args.resample,
+                                    clamp=args.clamp)
     with _Status() as status:
         status.show(f"converting {args.model} ({size[0]}x{size[1]}) ...")
         jpeg_model = _convert.convert(model, size, relu=args.relu, frequencies=args.frequencies,
@@ -655,9 +659,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise UsageError("--reset-head goes with --weights (the pretrained weights whose classifier is replaced)")
     size = args.input_size or (NATIVE_SIZE.get(args.model, 224),) * 2
     policy = None
+    if args.clamp and args.resize is None:
+        raise UsageError("--clamp goes with --resize: the 8-bit samples are computed by the policy")
     if args.resize is not None:
         resize = round(max(size) * 8 / 7) if args.resize == "auto" else args.resize
-        policy = _preprocess.Policy(resize=resize, crop=size, resample=None if args.resample == "none" else args.resample)
+        policy = _preprocess.Policy(resize=resize, crop=size, resample=None if args.resample == "none" else args.resample,
+                                    clamp=args.clamp)
     augment_names = [] if args.augment == "none" else args.augment.split(",")
     unknown = sorted(set(augment_names) - {"crop", "flip"})
     if unknown:
@@ -778,6 +785,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", action="store_true",
                    help="export for photos of any layout at least the input size: centre-crop them to it, without "
                         "scaling (implied by --resize)")
+    p.add_argument("--clamp", action="store_true",
+                   help="with --resize/--crop: give the network 8-bit samples, rounded and range-limited where "
+                        "libjpeg and Pillow round (for a network trained on ordinarily decoded images) instead of "
+                        "the float decode")
     p.add_argument("--no-crop", action="store_true",
                    help="with --domains pixels: no centre crop; each photo runs at the size --resize scales it to (at "
                         "its own size without --resize), in one ONNX file with dynamic height and width")
@@ -864,6 +875,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resize: after the N/8 scaling, bring the shorter side to exactly S with Pillow's "
                         "bilinear filter (default), or keep the N/8 size (none: e.g. --resize 16 --input-size 16 "
                         "trains on the 1/2-scale image of 32x32 files, what libjpeg's scaled decode gives)")
+    p.add_argument("--clamp", action="store_true",
+                   help="with --resize: give the network 8-bit samples, rounded and range-limited where "
+                        "libjpeg and Pillow round (for a network trained on ordinarily decoded images) instead of "
+                        "the float decode")
     p.add_argument("--augment", default="flip", metavar="crop,flip|none",
                    help="lossless coefficient-domain augmentations: crop (random MCU-aligned crop, needs --resize), "
                         "flip (random left-right mirror); default flip")

@@ -80,12 +80,20 @@ class Policy:
     (Pillow's antialiased bilinear filter, the longer side ``int(resize · long / short)``) — an exact
     linear map too, applied to the rows and columns the crop needs; ``None`` keeps the N/8 size.
     ``crop``: the centre crop ``(h, w)`` (an int for a square; ``None``: the whole image, which must
-    then be the network's size). ``flip``: mirror left–right (test-time augmentation)."""
+    then be the network's size). ``flip``: mirror left–right (test-time augmentation).
+
+    ``clamp=True`` gives what an 8-bit pipeline gives instead of the float decode: samples rounded
+    (half up) and range-limited to 0–255 where libjpeg does (each component after its IDCT and after
+    upsampling, RGB after the colour conversion) and where Pillow does when it resamples an 8-bit
+    image (after the horizontal pass and after the vertical one). Use it for a network trained on
+    ordinarily decoded images (Pillow, torchvision): they never see the ringing below 0 and above 255
+    that the float decode keeps. The default is the float decode, the exact input of a conversion."""
 
     resize: int | None = None
     crop: tuple[int, int] | None = None
     flip: bool = False
     resample: str | None = None
+    clamp: bool = False
 
     def __post_init__(self) -> None:
         if self.resize is not None and (isinstance(self.resize, bool) or not isinstance(self.resize, int)
@@ -103,6 +111,7 @@ class Policy:
                 raise UsageError(f"crop must be positive (h, w), got {self.crop!r}")
         object.__setattr__(self, "crop", crop)
         object.__setattr__(self, "flip", bool(self.flip))
+        object.__setattr__(self, "clamp", bool(self.clamp))
         if self.resample not in RESAMPLING:
             raise UsageError(f"resample must be one of {RESAMPLING}, got {self.resample!r}")
         if self.resample is not None and self.resize is None:
@@ -118,14 +127,15 @@ class Policy:
 
     def to_json(self) -> dict:
         return {"resize": self.resize, "crop": None if self.crop is None else list(self.crop), "flip": self.flip,
-                "resample": self.resample}
+                "resample": self.resample, "clamp": self.clamp}
 
     @classmethod
     def from_json(cls, value) -> "Policy":
-        if not isinstance(value, dict) or set(value) - {"resize", "crop", "flip", "resample"}:
-            raise UsageError("a preprocessing policy is a JSON object with resize, crop, flip and resample, "
+        if not isinstance(value, dict) or set(value) - {"resize", "crop", "flip", "resample", "clamp"}:
+            raise UsageError("a preprocessing policy is a JSON object with resize, crop, flip, resample and clamp, "
                              f"got {value!r}")
-        return cls(value.get("resize"), value.get("crop"), value.get("flip", False), value.get("resample"))
+        return cls(value.get("resize"), value.get("crop"), value.get("flip", False), value.get("resample"),
+                   value.get("clamp", False))
 
     def describe(self) -> str:
         parts = []
@@ -137,6 +147,8 @@ class Policy:
             parts.append(f"centre crop {self.crop[0]}x{self.crop[1]}")
         if self.flip:
             parts.append("flipped left-right")
+        if self.clamp:
+            parts.append("8-bit samples")
         return ", ".join(parts) or "as is"
 
     def scale(self, size: tuple[int, int]) -> int:
@@ -551,15 +563,21 @@ def _pixels(group: Group, policy: Policy, input_size: tuple[int, int] | None, ch
                                   for start, length, size_in, size_out in ((top, height, scaled[0], resampled[0]),
                                                                           (left, width, scaled[1], resampled[1])))
         region = (r0, c0, rows.shape[1], cols.shape[1])
+    clamp = policy.clamp
     if header.color_space == "gray" or channels == 1:
-        x = _ycc(group, n, region, [0], upsampling)
+        x = _ycc(group, n, region, [0], upsampling, clamp)
         if channels == 3:
             x = np.repeat(x, 3, axis=1)
     else:
-        x = _ycc(group, n, region, [0, 1, 2], upsampling)
+        x = _ycc(group, n, region, [0, 1, 2], upsampling, clamp)
         x[:, 1:] -= 128.0
         x = _mix(np.asarray(YCBCR_TO_RGB), x)
-    if rows is not None:  # the cheaper order of the two products
+        if clamp:
+            x = _round(x)
+    if rows is not None and clamp:  # Pillow's order, each pass rounded to 8 bits
+        x = rows @ _round(x @ cols.T)
+        x = _round(x)
+    elif rows is not None:  # the cheaper order of the two products
         r, w = x.shape[-2:]
         if rows.shape[0] * w * (r + cols.shape[0]) <= cols.shape[0] * r * (w + rows.shape[0]):
             x = (rows @ x) @ cols.T

@@ -146,7 +146,7 @@ def test_policy_metadata_is_checked(resnet18, tmp_path):
     path = export_onnx(jpeg_model, tmp_path / "r18.onnx", preprocess=Policy.imagenet(224))
     for value, needle in (('{"resize": 256, "crop": [200, 200], "flip": false}', "not the input_size"),
                           ("{resize", "not JSON"), ('{"resize": 0}', "resize must be a positive integer"),
-                          ('{"scale": 2}', "JSON object with resize, crop, flip and resample")):
+                          ('{"scale": 2}', "JSON object with resize, crop, flip, resample and clamp")):
         model = onnx.load(path)
         onnx.helper.set_model_props(model, {p.key: (value if p.key == "preprocess" else p.value)
                                             for p in model.metadata_props})
@@ -164,14 +164,40 @@ def test_cli_convert_resize_then_predict_any_photo(photos, tmp_path, capsys):
     assert cli.main(["convert", "--model", "paper", "--resize", "40", "--check", "1", "-o", str(path),
                      "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["preprocess"] == {"resize": 40, "crop": [32, 32], "flip": False, "resample": "bilinear"}
+    assert summary["preprocess"] == {"resize": 40, "crop": [32, 32], "flip": False, "resample": "bilinear",
+                                     "clamp": False}
     assert cli.main(["predict", str(path), *photos, "--json", "--top-k", "2"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in rows] == photos
     assert all(r["error"] is None and len(r["top"]) == 2 for r in rows)
 
 
+def test_cli_convert_clamp_serves_8_bit_samples(photos, tmp_path, capsys):
+    """`--clamp`: the file computes the 8-bit samples a Pillow pipeline gives, and serves what the
+    model gives on them, not on the float decode."""
+    from jpegfx.datasets import default_model
+
+    spatial = default_model()
+    weights = tmp_path / "paper.pt"
+    torch.save(spatial.state_dict(), weights)
+    path = tmp_path / "paper.onnx"
+    assert cli.main(["convert", "--model", "paper", "--weights", str(weights), "--resize", "40", "--clamp",
+                     "--check", "1", "-o", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["preprocess"]["clamp"] is True
+    session = Session(path, providers=["CPUExecutionProvider"])
+    policy = Policy(resize=40, crop=32, resample="bilinear", clamp=True)
+    assert session.spec.preprocess == policy
+    pixels = torch.from_numpy(np.stack([preprocess.model_pixels(reader.read_coefficients(p), policy, (32, 32), 1)
+                                        for p in photos])).float()
+    assert torch.equal(pixels * 255, (pixels * 255).round())  # 8-bit samples
+    with torch.no_grad():
+        expected = spatial(pixels)
+    served = session.run([reader.read_coefficients(p) for p in photos])
+    assert np.abs(served - expected.numpy()).max() <= 10 * RTOL[torch.float32] * expected.abs().max().item()
+
+
 @pytest.mark.parametrize("argv, needle", [
+    (["--clamp"], "--clamp goes with --resize, --crop or --no-crop"),
     (["--resize", "100", "--input-size", "224"], "--resize 100 is smaller than the input size 224x224"),
     (["--resize", "auto", "--subsampling", "4:2:2"], "give one"),
     (["--resize", "0"], "must be at least 1"),

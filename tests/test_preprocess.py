@@ -765,6 +765,57 @@ def test_model_inputs_checks_every_file_first():
         pp.model_inputs([], Policy(crop=(20, 24)), (20, 24), 3)
 
 
+def _high_contrast(h: int, w: int) -> np.ndarray:
+    """Black and white bars and a bright disc on a dark ground: JPEG rings below 0 and above 255."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = np.where((xx // 9) % 2 == 0, 255, 0)
+    g = np.where(((xx - w // 2) ** 2 + (yy - h // 2) ** 2) < (min(h, w) // 3) ** 2, 250, 5)
+    b = np.where((yy // 7) % 3 == 0, 255, 20)
+    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+
+
+@pytest.mark.parametrize("subsampling", ["4:2:0", "4:4:4", None], ids=["420", "444", "gray"])
+def test_clamp_gives_what_pillow_gives(subsampling):
+    """``Policy(clamp=True)`` rounds and range-limits where an 8-bit pipeline does: Pillow's decode
+    (libjpeg), its ``draft`` scaled decode and its bilinear resize of the 8-bit image, then a centre
+    crop. The float decode keeps JPEG's ringing beyond 0–255, which Pillow never shows."""
+    data = pillow_jpeg(_high_contrast(150, 200), subsampling, quality=70)
+    coefs = read_coefficients(data)
+    channels = 1 if subsampling is None else 3
+    mode = "L" if subsampling is None else "RGB"
+    cases = [(Policy(crop=(120, 160)), None, None),  # the file's own size, cropped
+             (Policy(resize=75, crop=(64, 96), resample="bilinear"), (100, 75), (75, 100)),  # 1/2, then resize
+             (Policy(resize=30, crop=(28, 36)), (50, 37), (38, 50))]  # 1/4 scale alone
+    rang = []
+    for policy, draft, drafted in cases:
+        with Image.open(io.BytesIO(data)) as image:
+            if draft is not None:  # Pillow picks the scale from the integer ratios of the sizes
+                image.draft(mode, draft)
+            assert drafted is None or (image.height, image.width) == drafted
+            image = image.convert(mode)
+            if policy.resample is not None:
+                image = image.resize(policy.resampled_size((image.height, image.width))[::-1], Image.BILINEAR)
+            (_, (top, left, h, w)) = policy.window(coefs.header.size)
+            expected = np.asarray(image, dtype=np.float64)[top:top + h, left:left + w]
+        expected = expected[None] if channels == 1 else expected.transpose(2, 0, 1)
+        clamped = pp.model_pixels(coefs, Policy(policy.resize, policy.crop, resample=policy.resample, clamp=True),
+                                  policy.crop, channels) * 255.0
+        float_decode = pp.model_pixels(coefs, policy, policy.crop, channels) * 255.0
+        assert np.abs(clamped - expected).max() <= 3 and np.abs(clamped - expected).mean() <= 0.3, policy
+        assert clamped.min() >= 0 and clamped.max() <= 255 and np.array_equal(clamped, np.round(clamped))
+        if float_decode.min() < -2 or float_decode.max() > 257:  # ringing that the clamp removes
+            rang.append(policy)
+            assert np.abs(float_decode - expected).mean() > np.abs(clamped - expected).mean()
+    assert rang  # at the file's own size at least
+
+
+def test_clamp_is_recorded_with_the_policy():
+    policy = Policy(resize=40, crop=32, resample="bilinear", clamp=True)
+    assert Policy.from_json(json.loads(json.dumps(policy.to_json()))) == policy
+    assert Policy.from_json({"resize": 40, "crop": [32, 32], "flip": False, "resample": "bilinear"}).clamp is False
+    assert "8-bit" in policy.describe()
+
+
 def test_model_input_refusals(files):
     coefs = read_coefficients(files("pil420"))  # 61x83
     with pytest.raises(JpegError) as err:

@@ -29,6 +29,7 @@ Two workloads:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import glob
 import importlib.util
 import io
@@ -107,7 +108,7 @@ def fashion(args) -> dict:
     y = labels[pick]
     spatial = datasets.default_model()
     jpeg_model = jpegfx.convert(spatial, 32, domains=args.domains).eval()
-    policy = Policy(resize=args.resize, crop=32, resample=args.resample)
+    policy = Policy(resize=args.resize, crop=32, resample=args.resample, clamp=args.clamp)
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(jpeg_model, Path(tmp) / "paper.onnx", preprocess=policy)
         sess = jpegfx.Session(path, providers=["CPUExecutionProvider"], session_options=_ort_options(args.threads))
@@ -118,6 +119,8 @@ def fashion(args) -> dict:
         a = np.concatenate([sess.run(coefs[i:i + 256]) for i in range(0, len(coefs), 256)])
         xb = np.stack([pillow_pipeline(f, args.resize, 32, 1, None, False) for f in files])
         b = spatial_sess.run(None, {"x": xb})[0]
+        xd = np.stack([pillow_pipeline(f, args.resize, 32, 1, None, True) for f in files])
+        d = spatial_sess.run(None, {"x": xd})[0]
         with torch.no_grad():
             pix = torch.stack([torch.from_numpy(preprocess.model_pixels(c, policy, (32, 32), 1)) for c in coefs])
             ref = spatial.double()(pix).numpy()
@@ -125,6 +128,8 @@ def fashion(args) -> dict:
         "workload": "fashion", "images": len(files), "policy": policy.to_json(),
         "accuracy_jpegfx": float((a.argmax(1) == y).mean()), "accuracy_pillow": float((b.argmax(1) == y).mean()),
         "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
+        "accuracy_pillow_draft": float((d.argmax(1) == y).mean()),
+        "top1_agreement_pillow_draft": float((a.argmax(1) == d.argmax(1)).mean()),
         "exactness_max_rel_vs_pixel_reference": _rel(a, ref),
         "top1_agreement_vs_pixel_reference": float((a.argmax(1) == ref.argmax(1)).mean()),
         "scales_used": {int(n): int(c) for n, c in zip(*np.unique(
@@ -175,7 +180,7 @@ def photos(args) -> list[dict]:
         models.randomize_batchnorm(spatial, torch.Generator().manual_seed(args.seed))
         spatial.eval()
         jpeg_model = jpegfx.convert(spatial, 224, normalize="imagenet", domains=args.domains).eval()
-        policy = Policy.imagenet(224, resample=args.resample)
+        policy = dataclasses.replace(Policy.imagenet(224, resample=args.resample), clamp=args.clamp)
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(jpeg_model, Path(tmp) / f"{name}.onnx", preprocess=policy)
             sess = jpegfx.Session(path, providers=["CPUExecutionProvider"], session_options=_ort_options(args.threads))
@@ -247,6 +252,7 @@ def main(argv=None) -> int:
                        help="where the converted network keeps its values (see jpegfx.convert)")
         p.add_argument("--resample", choices=["bilinear"], default=None,
                        help="after the N/8 scaling, resample the shorter side to exactly S (default: no)")
+        p.add_argument("--clamp", action="store_true", help="8-bit samples (Policy(clamp=True)), not the float decode")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = fashion(args) if args.workload == "fashion" else photos(args)
