@@ -29,6 +29,7 @@ Two workloads:
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import glob
 import importlib.util
@@ -121,9 +122,10 @@ def fashion(args) -> dict:
         b = spatial_sess.run(None, {"x": xb})[0]
         xd = np.stack([pillow_pipeline(f, args.resize, 32, 1, None, True) for f in files])
         d = spatial_sess.run(None, {"x": xd})[0]
-        with torch.no_grad():
-            pix = torch.stack([torch.from_numpy(preprocess.model_pixels(c, policy, (32, 32), 1)) for c in coefs])
-            ref = spatial.double()(pix).numpy()
+        with torch.no_grad():  # in parts: the float64 network on 10 000 images at once needs ~18 GB
+            spatial64 = copy.deepcopy(spatial).double()
+            ref = np.concatenate([spatial64(torch.from_numpy(np.stack(preprocess.model_pixels_many(
+                coefs[i:i + 500], policy, (32, 32), 1)))).numpy() for i in range(0, len(coefs), 500)])
     return {
         "workload": "fashion", "images": len(files), "policy": policy.to_json(),
         "accuracy_jpegfx": float((a.argmax(1) == y).mean()), "accuracy_pillow": float((b.argmax(1) == y).mean()),
