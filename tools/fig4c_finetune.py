@@ -142,9 +142,22 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def markdown(rows: list[dict]) -> str:
+    """The CSV as the Markdown table of docs/training.md: baselines first, then k ascending, ASM before APX."""
+    order = {"spatial": 0, "exact": 1, "asm": 2, "apx": 3}
+    lines = ["| mode | k | converted, no training | fine-tuned in the JPEG domain | wall time | images/s |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["mode"] not in ("spatial", "exact"), int(r["k"]), order[r["mode"]])):
+        converted = "—" if r["converted_top1"] == "nan" else f"{100 * float(r['converted_top1']):.2f}%"
+        lines.append(f"| {r['mode']} | {r['k']} | {converted} | {100 * float(r['finetuned_top1']):.2f}% "
+                     f"| {int(r['seconds']) / 60:.1f} min | {float(r['images_per_s']):.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", type=Path, help="a folder with train/ and test/ (tools/fashion_jpegs.py)")
+    parser.add_argument("data", type=Path, nargs="?",
+                        help="a folder with train/ and test/ (tools/fashion_jpegs.py); not needed with --table")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
     parser.add_argument("--modes", nargs="+", default=["asm", "apx"], choices=["asm", "apx"])
     parser.add_argument("--k", nargs="+", type=int, default=list(range(1, 15)))
@@ -156,7 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="redo rows already in the CSV")
+    parser.add_argument("--table", action="store_true",
+                        help="print the rows of OUT/fig4c_finetune.csv as a Markdown table, redraw the PNG, train nothing")
     args = parser.parse_args(argv)
+    path = args.out / "fig4c_finetune.csv"
+    if args.table:
+        rows = list(csv.DictReader(path.open()))
+        print(markdown(rows))
+        plot(rows, args.out / "fig4c_finetune.png")
+        return 0
+    if args.data is None:
+        parser.error("the data folder is needed unless --table is given")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
 
     command = "python tools/fig4c_finetune.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -167,7 +190,6 @@ def main(argv: list[str] | None = None) -> int:
     options = jt.TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, weight_decay=5e-4,
                               schedule="cosine", workers=args.workers, seed=args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "fig4c_finetune.csv"
     rows = list(csv.DictReader(path.open())) if path.exists() else []
     if args.force:
         rows = []
