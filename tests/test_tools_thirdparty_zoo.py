@@ -75,3 +75,31 @@ def test_a_wrong_conversion_is_never_cleared(model, batch, monkeypatch):
     monkeypatch.setattr(zoo, "sensitivity", lambda m, *args: 1e-3 if m is model else 0.0)
     zoo.recheck_tamed(row, model, SIZE, batch)
     assert row.outcome == "WRONG" and row.tamed_rel_error > zoo.TOLERANCE
+
+
+def test_the_tamed_instance_is_exported_and_its_export_judged(model, batch, monkeypatch):
+    """With --onnx, an "exact when tamed" row's ONNX verdict is its tamed conversion's export: the
+    random instance's export (0.3 off, as float32 rounding of that instance makes it) is not judged,
+    and a tamed export that differs from torch is reported."""
+    monkeypatch.setattr(zoo, "sensitivity", lambda m, *args: 1e-3 if m is model else 0.0)
+    row = _row()
+    zoo.recheck_tamed(row, model, SIZE, batch, onnx=True)
+    assert row.outcome == "exact when tamed" and row.tamed_onnx_error <= zoo.TOLERANCE and row.onnx_mib > 0
+    zoo.judge_row_onnx(row, 0.3)
+    assert row.onnx_error is None and row.onnx_mib > 0
+    assert "its ONNX" in row.cells()[3]
+    row.tamed_onnx_error = 1e-3
+    zoo.judge_row_onnx(row, 0.3)
+    assert "differs from torch by 1.0e-03" in row.onnx_error and row.onnx_mib is None
+
+
+def test_an_unexported_tamed_instance_is_not_reported_as_checked():
+    row = zoo.Row("m", "32x32", "exact when tamed", onnx_mib=5.0, tamed_scale=0.5, tamed_rel_error=1e-7)
+    zoo.judge_row_onnx(row, 0.3)
+    assert row.onnx_mib is None and row.onnx_error.startswith("not checked")
+    exact = zoo.Row("m", "32x32", "exact", onnx_mib=5.0)
+    zoo.judge_row_onnx(exact, 0.3)
+    assert exact.onnx_mib is None and "differs from torch" in exact.onnx_error
+    unexported = zoo.Row("m", "32x32", "exact", onnx_mib=5.0)
+    zoo.judge_row_onnx(unexported, None)  # no export error measured: nothing to judge
+    assert unexported.onnx_mib == 5.0 and unexported.onnx_error is None

@@ -32,7 +32,8 @@ sensitivity does). The same holds when the spatial model's own float32 output mi
 amplified even where the input probe is not. The conversion is then checked on a *tamed* instance of
 the same architecture (every normalisation weight times 0.5, 0.25 or 0.125, the first whose
 sensitivity is at most 1e-13 and whose own float32 output meets the bound), in float32 against the
-usual bound: ``exact when tamed``.
+usual bound: ``exact when tamed``. With ``--onnx``, that tamed conversion's export is the one checked
+against onnxruntime (the random instance's export is no more checkable in float32).
 The ``pixels`` column counts the nodes computed on pixels (between an inverse and a forward block DCT:
 pixel ops such as padding, and ops with no JPEG-domain lowering); the JSON lists their kinds.
 
@@ -120,6 +121,7 @@ class Row:
     sensitivity: float | None = None
     tamed_rel_error: float | None = None
     tamed_scale: float | None = None
+    tamed_onnx_error: float | None = None
     error: str | None = None
 
     def cells(self) -> list[str]:
@@ -138,6 +140,8 @@ class Row:
             detail += f" [spatial model's own f64 sensitivity: {self.sensitivity:.1e}"
             if self.tamed_rel_error is not None:
                 detail += f"; tamed (norm weights x{self.tamed_scale:g}): {self.tamed_rel_error:.2e}"
+            if self.tamed_onnx_error is not None:
+                detail += f", its ONNX {self.tamed_onnx_error:.1e}"
             detail += "]"
         top1 = f"{100 * self.top1_agreement:.0f}%" if self.top1_agreement is not None else ""
         secs = f"{self.convert_s:.1f}" if self.convert_s is not None else ""
@@ -277,6 +281,20 @@ def onnx_size(jpeg_model: nn.Module, batch: JpegBatch) -> tuple[float, float]:
         return path.stat().st_size / 2**20, error
 
 
+def judge_row_onnx(row: Row, error: float | None) -> None:
+    """The row's ONNX verdict once its outcome is final: ``error`` is the export of the instance that was
+    converted and checked (None: not exported). An ``exact when tamed`` row is judged by its tamed
+    instance's export; without one (the tamed export failed, or was not made), the random instance's
+    export stands unjudged: it is not reported as checked."""
+    if row.outcome == "exact when tamed":
+        if row.tamed_onnx_error is not None:
+            judge_onnx(row, row.tamed_onnx_error)
+        elif row.onnx_error is None and error is not None:
+            row.onnx_mib, row.onnx_error = None, "not checked: the tamed instance was not exported"
+    elif error is not None:
+        judge_onnx(row, error)
+
+
 def judge_onnx(row: Row, error: float) -> None:
     """onnxruntime must give the torch model's logits: within :data:`TOLERANCE`, or for an
     ``f32-limited`` row within the bound that row's float32 result was held to (10× the spatial
@@ -351,12 +369,15 @@ def tamed(model: nn.Module, scale: float) -> nn.Module:
     return out
 
 
-def recheck_tamed(row: Row, model: nn.Module, size: tuple[int, int], batch: JpegBatch) -> None:
+def recheck_tamed(row: Row, model: nn.Module, size: tuple[int, int], batch: JpegBatch, onnx: bool = False) -> None:
     """For a WRONG row: measure the spatial model's own :func:`sensitivity` and float32 error; where the
     sensitivity is above :data:`ILL_CONDITIONED` or the model's own float32 output misses the bound
     (rounding inside the network, which the input probe does not reach, can be amplified too), check
     the conversion on the first :func:`tamed` instance whose sensitivity is not, in float32 against the
-    usual bound (and whose own float32 output meets it). Exact there: "exact when tamed"."""
+    usual bound (and whose own float32 output meets it). Exact there: "exact when tamed"; with ``onnx``,
+    that tamed conversion is exported too and its onnxruntime logits compared (``tamed_onnx_error``,
+    judged by :func:`judge_row_onnx`): the random instance's export is no more checkable in float32
+    than its torch conversion."""
     row.sensitivity = sensitivity(model, size, batch)
     if row.spatial_f32_error is None:  # no float64 recheck (a large model): the spatial model alone, once
         row.spatial_f32_error = spatial_f32_error(model, copy.deepcopy(model).double(), batch)
@@ -372,6 +393,12 @@ def recheck_tamed(row: Row, model: nn.Module, size: tuple[int, int], batch: Jpeg
         row.tamed_scale, row.tamed_rel_error = scale, report.max_rel_error
         if report.max_rel_error <= TOLERANCE and report.top1_agreement == 1.0:
             row.outcome = "exact when tamed"
+            if onnx:
+                try:
+                    row.onnx_mib, row.tamed_onnx_error = onnx_size(jpeg_model, batch)
+                    row.onnx_error = None
+                except Exception as exc:  # noqa: BLE001 - reported in the table
+                    row.onnx_mib, row.onnx_error = None, f"{type(exc).__name__}: {exc}"
         return
 
 
@@ -429,11 +456,10 @@ def survey_one(name: str, model: nn.Module, size: tuple[int, int], images: list[
         recheck(row, model, size, batch)
     if row.outcome == "WRONG" and args.f64_recheck:
         try:
-            recheck_tamed(row, model, size, batch)
+            recheck_tamed(row, model, size, batch, onnx=args.onnx)
         except Exception as exc:  # noqa: BLE001 - the float32 figures stand
             log.warning("%s at %s: tamed recheck failed: %s: %s", name, label, type(exc).__name__, exc)
-    if onnx_error is not None:
-        judge_onnx(row, onnx_error)  # after the recheck: an f32-limited row has a wider float32 bound
+    judge_row_onnx(row, onnx_error)  # after the rechecks: an f32-limited row has a wider float32 bound
     return row
 
 
