@@ -17,7 +17,7 @@ Python exception raised inside a pass, "[pass] KeyError: ...": a converter bug),
 verify raised anything else),
 ``timeout``, ``spatial model fails`` (the model itself cannot run at that size; not converted) and
 ``too large`` (more than ``--max-params`` parameters; not converted).
-WRONG rows, and refusals by the converter's own self-check, of models up to 100 M parameters are
+WRONG rows, and refusals by the converter's own self-check, of models up to 100 M parameters (``--f64-max-params``) are
 redone in float64 (``--no-f64-recheck``
 to skip): the table then adds the float64 conversion's error and the spatial model's own float32 error
 (its float32 vs float64 outputs). A float64 error near 1e-12 with a large spatial float32 error means
@@ -93,7 +93,7 @@ TORCHVISION_MODELS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnext5
 # A ConversionError that only wraps a Python exception raised inside a pass ("[pass] KeyError: ..."):
 # a converter bug, not a refusal.
 INTERNAL_ERROR = re.compile(r"^\[\w+\] \w*(Error|Exception): ")
-F64_MAX_PARAMS = 100_000_000  # the float64 recheck of a larger model needs too much memory on 24 GiB
+F64_MAX_PARAMS = 100  # millions (--f64-max-params): the float64 recheck of a larger model may not fit in 24 GiB
 
 # The converter's own check (convert(self_check=True)) refuses with this when the outputs differ.
 SELF_CHECK_MISMATCH = re.compile(r"does not (match|compute) the spatial model")
@@ -402,11 +402,12 @@ def recheck_tamed(row: Row, model: nn.Module, size: tuple[int, int], batch: Jpeg
         return
 
 
-def recheck(row: Row, model: nn.Module, size: tuple[int, int], batch: JpegBatch) -> None:
-    """:func:`recheck_f64` for models of at most :data:`F64_MAX_PARAMS` parameters, logging (not
+def recheck(row: Row, model: nn.Module, size: tuple[int, int], batch: JpegBatch,
+            max_params: float = F64_MAX_PARAMS) -> None:
+    """:func:`recheck_f64` for models of at most ``max_params`` million parameters, logging (not
     raising) its own failures: the float32 figures stand."""
     params = sum(p.numel() for p in model.parameters())
-    if params > F64_MAX_PARAMS:
+    if params > max_params * 1e6:
         log.info("%s: no float64 recheck (%.0f M parameters)", row.model, params / 1e6)
         return
     try:
@@ -432,7 +433,7 @@ def survey_one(name: str, model: nn.Module, size: tuple[int, int], images: list[
         outcome = "internal error" if INTERNAL_ERROR.match(str(exc)) else "refused"
         row = Row(name, label, outcome, convert_s=time.perf_counter() - start, error=f"{type(exc).__name__}: {exc}")
         if args.f64_recheck and SELF_CHECK_MISMATCH.search(str(exc)):
-            recheck(row, model, size, batch)
+            recheck(row, model, size, batch, args.f64_max_params)
         return row
     seconds = time.perf_counter() - start
     on_pixels = [r for r in getattr(jpeg_model, "records", ()) if getattr(r, "jpeg", "") == "(on pixels)"]
@@ -453,7 +454,7 @@ def survey_one(name: str, model: nn.Module, size: tuple[int, int], images: list[
     del jpeg_model  # before the float64 copies
     gc.collect()
     if not ok and args.f64_recheck:
-        recheck(row, model, size, batch)
+        recheck(row, model, size, batch, args.f64_max_params)
     if row.outcome == "WRONG" and args.f64_recheck:
         try:
             recheck_tamed(row, model, size, batch, onnx=args.onnx)
@@ -536,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-params", type=float, default=250,
                         help="skip models with more parameters, in millions (default 250: conversion peaks at ~4x "
                              "the model's memory)")
+    parser.add_argument("--f64-max-params", type=float, default=F64_MAX_PARAMS,
+                        help=f"float64 recheck only for models up to this many million parameters (default "
+                             f"{F64_MAX_PARAMS}: it peaks at over 10 GiB for a 64 M model)")
     parser.add_argument("--min-params", type=float, default=0,
                         help="leave out models with at most this many parameters, in millions (default 0)")
     parser.add_argument("--resume", action="store_true",
