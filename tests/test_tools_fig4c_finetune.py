@@ -46,3 +46,10 @@ def test_training_needs_the_data_folder(capsys):
         fig4c.main(["--out", "unused"])
     assert exit_info.value.code == 2
     assert "data folder is needed" in capsys.readouterr().err
+
+
+def test_table_without_results_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fig4c.main(["--table", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -174,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     path = args.out / "fig4c_finetune.csv"
     if args.table:
+        if not path.is_file():
+            parser.error(f"--table reads {path}, which does not exist")
         rows = list(csv.DictReader(path.open()))
         print(markdown(rows))
         plot(rows, args.out / "fig4c_finetune.png")
