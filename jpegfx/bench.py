@@ -15,6 +15,12 @@ biases all of them alike.
   torch thread count, end to end from JPEG bytes (read coefficients vs full decode) and network only;
 * **per layer**: each node of the JPEG-domain graph and of the spatial graph, timed through an fx
   Interpreter (node twins share names), to show which layers cost what.
+
+On a GPU (``device="cuda"``) both models and every input move to the device and every timed call ends
+with a synchronisation. The end-to-end baselines are then a CPU decode copied to the GPU and, with
+torchvision installed, torchvision's batched GPU decode (``torchvision.io.decode_jpeg(..., device=)``);
+the JPEG path reads coefficients on the CPU and copies them. onnxruntime is measured on its CUDA
+provider when the installed onnxruntime has one, and skipped otherwise.
 """
 from __future__ import annotations
 
@@ -76,6 +82,7 @@ class BenchResult:
     frequencies: int
     threads: int
     domains: str = "jpeg"
+    device: str = "cpu"  # "cpu", or the GPU's name
     seconds: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     checks: dict[str, float] = field(default_factory=dict)  # max relative differences between what is timed
@@ -113,13 +120,15 @@ def _jpeg_files(batch: int, size: tuple[int, int], channels: int, seed: int) -> 
 
 
 class _NodeTimer(fx.Interpreter):
-    def __init__(self, gm: fx.GraphModule) -> None:
+    def __init__(self, gm: fx.GraphModule, sync: Callable[[], None]) -> None:
         super().__init__(gm)
         self.times: dict[str, float] = {}
+        self.sync = sync
 
     def run_node(self, n: fx.Node):
         start = time.perf_counter()
         out = super().run_node(n)
+        self.sync()
         self.times[n.name] = self.times.get(n.name, 0.0) + time.perf_counter() - start
         return out
 
@@ -133,7 +142,9 @@ def layer_times(model: nn.Module, jpeg_model: JpegModel, x: torch.Tensor, repeat
     """Per-node median-free totals over ``repeat`` runs (seconds per run), JPEG-domain vs spatial twin."""
     from jpegfx.verify import spatial_graph
 
-    spatial, jpeg = _NodeTimer(spatial_graph(model, jpeg_model.spec.channels)), _NodeTimer(jpeg_model.network)
+    sync = _synchronizer(x.device)
+    spatial = _NodeTimer(spatial_graph(model, jpeg_model.spec.channels), sync)
+    jpeg = _NodeTimer(jpeg_model.network, sync)
     xd = to_dct(x)
     with torch.no_grad():
         for _ in range(repeat):
@@ -163,10 +174,10 @@ def _ort_options(threads: int):
     return options
 
 
-def _ort_session(path: Path, threads: int):
+def _ort_session(path: Path, threads: int, providers=("CPUExecutionProvider",)):
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(path), sess_options=_ort_options(threads), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), sess_options=_ort_options(threads), providers=list(providers))
 
 
 def _export_spatial(model: nn.Module, x: torch.Tensor, path: Path) -> None:
@@ -176,12 +187,96 @@ def _export_spatial(model: nn.Module, x: torch.Tensor, path: Path) -> None:
                           dynamic_axes={"x": {0: "batch"}, "y": {0: "batch"}}, dynamo=False)
 
 
+def _synchronizer(device: torch.device) -> Callable[[], None]:
+    """What to call after a timed run so that its time includes the device's queued work."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def _synchronized(fn: Callable[[], object], sync: Callable[[], None]) -> Callable[[], object]:
+    def run():
+        out = fn()
+        sync()
+        return out
+
+    return run
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a :class:`torch.device`; a one-line :class:`~jpegfx.errors.UsageError` for a CUDA
+    device that this torch cannot use."""
+    from jpegfx.errors import UsageError
+
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"device {device!r}: expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {device} requested, but this torch has no usable CUDA device "
+                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'})")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise UsageError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"device {device}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
+def _decoders(files: list[bytes], channels: int, normalize, device: torch.device | str
+              ) -> dict[str, Callable[[], torch.Tensor]]:
+    """The baselines' decode + normalise, each giving the spatial model's input ``(N, C, H, W)`` on
+    ``device``: Pillow, simplejpeg and torchvision (those installed). Pillow and simplejpeg decode on the
+    CPU and copy; torchvision decodes the batch on ``device`` (libjpeg-turbo on the CPU, nvJPEG on a GPU)."""
+    mode = "RGB" if channels == 3 else "L"
+    mean, std = (t.float().reshape(1, -1, 1, 1).to(device) for t in normalization(normalize, channels))
+
+    def normalized(hwc: np.ndarray) -> torch.Tensor:  # (N, H, W, C) uint8 → (N, C, H, W), a view like a decoder's
+        x = torch.from_numpy(hwc).to(device).float().permute(0, 3, 1, 2)
+        return (x / 255 - mean) / std
+
+    def pillow():
+        from PIL import Image
+
+        arrays = [np.asarray(Image.open(io.BytesIO(f)).convert(mode)) for f in files]
+        return normalized(np.stack([a if a.ndim == 3 else a[..., None] for a in arrays]))
+
+    decoders = {"pillow": pillow}
+    try:
+        import simplejpeg
+
+        def simplejpeg_decode():
+            return normalized(np.stack([simplejpeg.decode_jpeg(f, colorspace="RGB" if channels == 3 else "Gray")
+                                        for f in files]))
+
+        decoders["simplejpeg"] = simplejpeg_decode
+    except ImportError:
+        log.info("simplejpeg is not installed: end-to-end compares with Pillow only")
+    try:
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        encoded = [torch.frombuffer(bytearray(f), dtype=torch.uint8) for f in files]
+        read_mode = ImageReadMode.RGB if channels == 3 else ImageReadMode.GRAY
+
+        def torchvision_decode():  # one call per batch
+            return (torch.stack(decode_jpeg(encoded, mode=read_mode, device=device)).float() / 255 - mean) / std
+
+        decoders["torchvision"] = torchvision_decode
+    except ImportError:
+        log.info("torchvision is not installed: no torchvision decode baseline")
+    return decoders
+
+
 def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), batch: int = 1,
               relu: str = "exact", frequencies: int = 15, threads: int | None = None, warmup: int = 2,
               repeat: int = 5, layers: bool = True, seed: int = 0, onnx: bool = True,
-              domains: str = "jpeg") -> BenchResult:
-    """Measure one configuration (``domains``: that of the converted model; see :func:`jpegfx.convert`);
-    see the module docstring."""
+              domains: str = "jpeg", device: str | torch.device = "cpu") -> BenchResult:
+    """Measure one configuration (``domains``: that of the converted model; see :func:`jpegfx.convert`;
+    ``device``: where both models run); see the module docstring."""
+    device = resolve_device(device)
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -190,47 +285,36 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
     model.eval()
     channels = infer_channels(model)
     normalize = "imagenet" if channels == 3 else None
-    result = BenchResult(model_name, tuple(size), batch, relu, frequencies, torch.get_num_threads(), domains=domains)
+    result = BenchResult(model_name, tuple(size), batch, relu, frequencies, torch.get_num_threads(), domains=domains,
+                         device=device_name(device))
     start = time.perf_counter()
     jpeg_model = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
                                 subsampling="4:2:0" if channels == 3 else "gray", maxpool="exact", domains=domains)
     result.seconds["convert"] = time.perf_counter() - start
     all_jpeg = jpegfx.convert(model, size, relu=relu, frequencies=frequencies, normalize=normalize,
                               subsampling="4:2:0" if channels == 3 else "gray", elide_transforms=False)
+    model, jpeg_model, all_jpeg = model.to(device), jpeg_model.to(device), all_jpeg.to(device)
     files = _jpeg_files(batch, size, channels, seed)
-    mean, std = (t.float().reshape(1, -1, 1, 1) for t in normalization(normalize, channels))
 
-    def read_coefficients():
+    def read_on_cpu():
         return jpeg_io.stack([jpeg_io.read_jpeg(f) for f in files])
 
-    def pillow_decode():
-        from PIL import Image
+    def read_coefficients():
+        return read_on_cpu().to(device)
 
-        arrays = [np.asarray(Image.open(io.BytesIO(f)).convert("RGB" if channels == 3 else "L")) for f in files]
-        x = torch.from_numpy(np.stack(arrays)).float()
-        x = x.permute(0, 3, 1, 2) if channels == 3 else x.unsqueeze(1)
-        return (x / 255 - mean) / std
-
-    decoders = {"pillow": pillow_decode}
-    try:
-        import simplejpeg
-
-        def simplejpeg_decode():
-            fmt = "RGB" if channels == 3 else "Gray"
-            x = torch.from_numpy(np.stack([simplejpeg.decode_jpeg(f, colorspace=fmt) for f in files])).float()
-            return (x.permute(0, 3, 1, 2) / 255 - mean) / std
-
-        decoders["simplejpeg"] = simplejpeg_decode
-    except ImportError:
-        log.info("simplejpeg is not installed: end-to-end compares with Pillow only")
-
+    decoders = _decoders(files, channels, normalize, device)
+    pillow_decode = decoders["pillow"]
     coeffs = read_coefficients()
     x = pillow_decode()
+    sync = _synchronizer(device)
     t = result.seconds
     with torch.inference_mode():
         xd = to_dct(x)
         result.checks["elided_vs_all_jpeg"] = _rel(jpeg_model.network(xd), all_jpeg.network(xd))
         result.checks["jpeg_network_vs_spatial"] = _rel(jpeg_model.network(xd), model(x))
+        for name, dec in decoders.items():  # every baseline feeds the spatial model the same image, up to decoders
+            if name != "pillow":
+                result.checks[f"{name}_input_vs_pillow"] = _rel(dec(), x)
         timed = {"read_coefficients": read_coefficients,
                  **{f"decode_{name}": dec for name, dec in decoders.items()},
                  "jpeg_model_from_coefficients": lambda: jpeg_model(coeffs),
@@ -239,44 +323,58 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
                  "spatial_network_only": lambda: model(x),
                  "end_to_end_jpeg": lambda: jpeg_model(read_coefficients()),
                  **{f"end_to_end_{name}_spatial": (lambda dec=dec: model(dec())) for name, dec in decoders.items()}}
-        t.update(interleaved_medians(timed, warmup, repeat))
+        t.update(interleaved_medians({k: _synchronized(fn, sync) for k, fn in timed.items()}, warmup, repeat))
     for name in decoders:
         result.ratios[f"end_to_end_jpeg_over_{name}_spatial"] = t["end_to_end_jpeg"] / t[f"end_to_end_{name}_spatial"]
     result.ratios["network_jpeg_over_spatial"] = t["jpeg_network_only"] / t["spatial_network_only"]
     result.ratios["network_all_jpeg_over_spatial"] = t["jpeg_network_only_all_jpeg"] / t["spatial_network_only"]
     result.ratios["images_per_second_jpeg"] = batch / t["end_to_end_jpeg"]
+    for name in decoders:
+        result.ratios[f"images_per_second_{name}_spatial"] = batch / t[f"end_to_end_{name}_spatial"]
     if onnx:
-        _bench_onnxruntime(result, jpeg_model, model, x, read_coefficients, decoders, warmup, repeat)
+        _bench_onnxruntime(result, jpeg_model, model, x, read_on_cpu, _decoders(files, channels, normalize, "cpu"),
+                           warmup, repeat, device)
     if layers:
         result.layers = layer_times(model, jpeg_model, x, max(1, repeat // 2))
     return result
 
 
 def _bench_onnxruntime(result: BenchResult, jpeg_model: JpegModel, model: nn.Module, x: torch.Tensor,
-                       read_coefficients: Callable[[], jpeg_io.JpegBatch], decoders: dict[str, Callable],
-                       warmup: int, repeat: int) -> None:
-    """Both models in onnxruntime (CPU provider, ``result.threads`` intra-op threads)."""
+                       read_on_cpu: Callable[[], jpeg_io.JpegBatch], cpu_decoders: dict[str, Callable],
+                       warmup: int, repeat: int, device: torch.device) -> None:
+    """Both models in onnxruntime, fed from the CPU (coefficients read, images decoded there): the CPU
+    provider with ``result.threads`` intra-op threads, or for a CUDA ``device`` the CUDA provider
+    (skipped, with a log line, when the installed onnxruntime has none)."""
+    import onnxruntime as ort
+
     from jpegfx.export import export_onnx
     from jpegfx.runtime import Session
 
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            log.info("onnxruntime %s has no CUDA provider: the onnxruntime comparison is skipped", ort.__version__)
+            return
+        providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
     with tempfile.TemporaryDirectory() as tmp:
         jpeg_path, spatial_path = Path(tmp) / "jpeg.onnx", Path(tmp) / "spatial.onnx"
-        export_onnx(jpeg_model, jpeg_path)
-        _export_spatial(model, x, spatial_path)
-        jpeg_session = Session(jpeg_path, providers=["CPUExecutionProvider"], intra_op_threads=result.threads,
+        export_onnx(jpeg_model.cpu(), jpeg_path)  # the export traces on the CPU
+        _export_spatial(model.cpu(), x.cpu(), spatial_path)
+        jpeg_session = Session(jpeg_path, providers=providers, intra_op_threads=result.threads,
                                session_options=_ort_options(result.threads))
-        spatial_session = _ort_session(spatial_path, result.threads)
-    t, coeffs, pixels = result.seconds, read_coefficients(), x.numpy()
+        spatial_session = _ort_session(spatial_path, result.threads, providers)
+    t, coeffs, pixels = result.seconds, read_on_cpu(), x.cpu().numpy()
     with torch.inference_mode():
         result.checks["ort_jpeg_vs_torch"] = _rel(jpeg_session.run(coeffs), jpeg_model(coeffs))
-        result.checks["ort_spatial_vs_torch"] = _rel(spatial_session.run(None, {"x": pixels})[0], model(x))
+        result.checks["ort_spatial_vs_torch"] = _rel(spatial_session.run(None, {"x": pixels})[0], model(x.cpu()))
+    model.to(device), jpeg_model.to(device)
     timed = {"ort_jpeg_model_from_coefficients": lambda: jpeg_session.run(coeffs),
              "ort_spatial_network_only": lambda: spatial_session.run(None, {"x": pixels}),
-             "ort_end_to_end_jpeg": lambda: jpeg_session.run(read_coefficients()),
+             "ort_end_to_end_jpeg": lambda: jpeg_session.run(read_on_cpu()),
              **{f"ort_end_to_end_{name}_spatial": (lambda dec=dec: spatial_session.run(None, {"x": dec().numpy()}))
-                for name, dec in decoders.items()}}
+                for name, dec in cpu_decoders.items()}}
     t.update(interleaved_medians(timed, warmup, repeat))
-    for name in decoders:
+    for name in cpu_decoders:
         result.ratios[f"ort_end_to_end_jpeg_over_{name}_spatial"] = (t["ort_end_to_end_jpeg"]
                                                                     / t[f"ort_end_to_end_{name}_spatial"])
     result.ratios["ort_images_per_second_jpeg"] = result.batch / t["ort_end_to_end_jpeg"]
@@ -285,13 +383,13 @@ def _bench_onnxruntime(result: BenchResult, jpeg_model: JpegModel, model: nn.Mod
 def format_result(r: BenchResult, top_layers: int = 10) -> str:
     lines = [f"{r.model} {r.input_size[0]}x{r.input_size[1]} batch {r.batch}, relu={r.relu}"
              + ("" if r.relu == "exact" else f"(k={r.frequencies})") + f", domains={r.domains}, {r.threads} thread(s), "
-             "torch on CPU"]
+             + ("torch on CPU" if r.device == "cpu" else f"torch on {r.device}")]
     for key, value in r.seconds.items():
-        lines.append(f"  {key:<40} {1e3 * value:10.2f} ms")
+        lines.append(f"  {key:<45} {1e3 * value:10.2f} ms")
     for key, value in r.ratios.items():
-        lines.append(f"  {key:<40} {value:10.3f}")
+        lines.append(f"  {key:<45} {value:10.3f}")
     for key, value in r.checks.items():
-        lines.append(f"  max rel difference {key:<21} {value:10.1e}")
+        lines.append(f"  max rel difference {key:<26} {value:10.1e}")
     if r.layers:
         lines.append(f"  hottest JPEG-domain layers (of {len(r.layers)}):")
         lines.append(f"    {'node':<26} {'op':<22} {'jpeg ms':>9} {'spatial ms':>10} {'ratio':>7}")

@@ -90,6 +90,17 @@ def _int_in(low: int, high: int | None = None):
 _positive, _non_negative, _frequency = _int_in(1), _int_in(0), _int_in(1, MAX_FREQUENCIES)
 
 
+def _device(text: str) -> str:
+    """A torch device this machine can use (cpu, cuda, cuda:N)."""
+    from jpegfx.bench import resolve_device
+
+    try:
+        resolve_device(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _normalize(text: str):
     """none | imagenet | MEAN,STD with per-channel values separated by ':' (e.g. 0.5,0.25 or
     0.485:0.456:0.406,0.229:0.224:0.225)."""
@@ -639,7 +650,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             for batch in args.batch:
                 status.show(f"bench {name} {size[0]}x{size[1]} batch {batch} ...")
                 r = run_bench(name, size, batch, args.relu, args.frequencies, args.threads, args.warmup, args.repeat,
-                              layers=not args.no_layers, onnx=not args.no_onnx, domains=args.domains)
+                              layers=not args.no_layers, onnx=not args.no_onnx, domains=args.domains,
+                              device=args.device)
                 results.append(r)
                 if not args.json:
                     print(format_result(r), flush=True)
@@ -849,6 +861,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--domains", choices=["jpeg", "pixels"], default="jpeg", help=DOMAINS_HELP)
     p.add_argument("--no-onnx", action="store_true", help="skip the onnxruntime comparison")
+    p.add_argument("--device", type=_device, default="cpu",
+                   help="where both models run: cpu (default) or cuda[:N]; on a GPU the baselines add "
+                        "torchvision's GPU decode, and onnxruntime uses its CUDA provider when it has one")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

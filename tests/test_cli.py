@@ -2,6 +2,7 @@
 ``jpegfx.cli.main`` (the rest): output, --json, and one-line errors with exit status 2."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import DECODER_RTOL
 from jpegfx import models
 
 
@@ -191,10 +193,16 @@ def test_bench_smoke_json():
         assert r["seconds"][key] > 0
     assert r["ratios"]["network_jpeg_over_spatial"] > 0 and r["layers"]
     assert r["ratios"]["ort_end_to_end_jpeg_over_pillow_spatial"] > 0
+    assert r["device"] == "cpu"
     # what is timed computes the same functions: elided = all-JPEG = spatial, onnxruntime = torch
-    assert set(r["checks"]) == {"elided_vs_all_jpeg", "jpeg_network_vs_spatial", "ort_jpeg_vs_torch",
-                                "ort_spatial_vs_torch"}
-    assert all(v <= 1e-4 for v in r["checks"].values()), r["checks"]
+    networks = {"elided_vs_all_jpeg", "jpeg_network_vs_spatial", "ort_jpeg_vs_torch", "ort_spatial_vs_torch"}
+    assert networks <= set(r["checks"])
+    assert all(r["checks"][key] <= 1e-4 for key in networks), r["checks"]
+    # and every decoder baseline feeds the spatial model the image Pillow decodes
+    decoders = set(r["checks"]) - networks
+    assert decoders == {f"{name}_input_vs_pillow" for name in ("simplejpeg", "torchvision")
+                        if importlib.util.find_spec(name)}
+    assert all(r["checks"][key] <= DECODER_RTOL for key in decoders), r["checks"]
 
 
 def test_convert_export_predict_end_to_end(tmp_path, jpeg_files):
@@ -400,11 +408,18 @@ def test_wrong_number_of_class_names_is_refused_before_converting(tmp_path, no_c
     (["predict", "m.onnx", "x.jpg", "--top-k", "0"], "argument --top-k: must be at least 1, got 0"),
     (["bench", "--models", "vgg16"], "argument --models: invalid choice: 'vgg16'"),
     (["bench", "--batch", "0"], "argument --batch: must be at least 1, got 0"),
+    (["bench", "--device", "gpu"], "argument --device: device 'gpu': expected cpu, cuda or cuda:N"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ], ids=["check-negative", "frequencies", "channels", "input-size", "batch-size-negative", "batch-size-zero", "top-k",
-        "bench-model", "bench-batch", "command"])
+        "bench-model", "bench-batch", "bench-device", "command"])
 def test_bad_option_values_are_one_line_errors(no_conversion, capsys, args, needle):
     assert_user_error(capsys, args, needle, "--help")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_bench_on_cuda_without_a_cuda_device_is_a_one_line_error(no_conversion, capsys):
+    assert_user_error(capsys, ["bench", "--models", "paper", "--device", "cuda"],
+                      "argument --device: device cuda requested, but this torch has no usable CUDA device")
 
 
 def test_help_still_exits_0(capsys):

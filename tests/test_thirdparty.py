@@ -267,3 +267,18 @@ def test_thirdparty_families_train_and_map_back(tmp_path, name) -> None:
     fresh = timm.create_model(name, pretrained=False, num_classes=2)
     fresh.load_state_dict(model.state_dict(), strict=True)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items() if v.is_floating_point())
+
+
+def test_bench_compares_with_torchvision_decode() -> None:
+    """``jpegfx bench``'s torchvision baseline (the one that runs nvJPEG on a GPU) decodes on the CPU
+    here: it is timed end to end, in torch and onnxruntime, and feeds the spatial model the image
+    Pillow decodes."""
+    from conftest import DECODER_RTOL
+    from jpegfx.bench import run_bench
+
+    r = run_bench("paper", (32, 32), batch=3, warmup=0, repeat=1, layers=False)
+    for key in ("decode_torchvision", "end_to_end_torchvision_spatial", "ort_end_to_end_torchvision_spatial"):
+        assert r.seconds[key] > 0, key
+    assert r.ratios["end_to_end_jpeg_over_torchvision_spatial"] > 0
+    assert r.checks["torchvision_input_vs_pillow"] <= DECODER_RTOL
+    assert r.checks["jpeg_network_vs_spatial"] <= RTOL[torch.float32]
