@@ -171,3 +171,25 @@ def test_input_stage_maps_are_rebuilt_on_dtype_conversion(subsampling, built, co
     out = T.from_dct(converted_stage(*batch_tensors(batch)), (13, 21))
     expected = spatial_model_input(batch, 3, "imagenet", "fancy", torch.float64).to(converted)
     assert_close_rel(out, expected, RTOL[converted])
+
+
+@pytest.mark.parametrize("samplings", [
+    ((2, 2), (1, 1), (1, 1)),  # 4:2:0: Cb and Cr share one inverse DCT and one upsampling
+    ((1, 1), (1, 1), (1, 1)),  # 4:4:4: all three at full size
+    ((2, 2), (1, 2), (2, 1)),  # Cb h2v1-like, Cr h1v2-like: two geometries, two runs
+    ((1, 2), (1, 1), (1, 2)),  # Cr at luma's size between a subsampled Cb and luma
+], ids=["420", "444", "mixed", "cr-full"])
+@pytest.mark.parametrize("size", [(32, 48), (37, 29)], ids=["32x48", "37x29"])
+def test_pixels_equal_the_inverse_dct_of_the_stage_output(samplings, size):
+    """``JpegInputStage.pixels`` (the folded input of pixel-domain networks) is the stage's own block-DCT
+    output, inverted: for every layout, whether or not components share a geometry."""
+    from jpegfx.ops.input import component_layout
+
+    stage = JpegInputStage(size, samplings, "ycbcr", 3, "imagenet", "fancy", torch.float64)
+    sizes, _ = component_layout(size, samplings)
+    gen = torch.Generator().manual_seed(7)
+    coefficients = [torch.randint(-60, 61, (2, -(-h // 8), -(-w // 8), 8, 8), generator=gen, dtype=torch.int16)
+                    for h, w in sizes]
+    tables = [torch.randint(1, 30, (2, 64), generator=gen, dtype=torch.int32) for _ in sizes]
+    with torch.no_grad():
+        assert_close_rel(stage.pixels(*coefficients, *tables), T.from_dct(stage(*coefficients, *tables), size))

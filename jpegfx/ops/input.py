@@ -160,13 +160,22 @@ class JpegInputStage(DerivedMaps):
         dequantise, IDCT, upsample, ``A · ycc + d``, with no transform pair in between."""
         coefficients, tables, sizes, factors = self._split(inputs, samplings)
         dtype, full = self.mix.dtype, (self.geometry.h, self.geometry.w)
-        planes = []
+        groups: list[tuple[tuple, list[torch.Tensor]]] = []  # runs of components of one geometry (Cb, Cr)
         for j in self.used:
             c = coefficients[j]
             f = c.to(dtype).reshape(c.shape[0], c.shape[1], c.shape[2], NCOEF) * tables[j].to(dtype)[:, None, None, :]
-            x = T.from_dct(f.permute(0, 3, 1, 2), sizes[j])
-            planes.append(x if sizes[j] == full else jpeg_io.upsample_chroma(x, factors[j], full, self.upsampling))
-        x = torch.cat(planes, dim=1)  # (N, K, h, w)
+            key = (sizes[j], factors[j], tuple(c.shape[1:3]))
+            if groups and groups[-1][0] == key:
+                groups[-1][1].append(f)
+            else:
+                groups.append((key, [f]))
+        planes = []
+        for (size, factor, _), fs in groups:  # one inverse DCT and one upsampling per run, channels side by side
+            f = torch.stack(fs, dim=1) if len(fs) > 1 else fs[0][:, None]  # (N, g, Hb_j, Wb_j, 64)
+            n, g, hb, wb = f.shape[:4]
+            x = T.from_dct(f.permute(0, 1, 4, 2, 3).reshape(n, g * NCOEF, hb, wb), size)
+            planes.append(x if size == full else jpeg_io.upsample_chroma(x, factor, full, self.upsampling))
+        x = torch.cat(planes, dim=1) if len(planes) > 1 else planes[0]  # (N, K, h, w)
         return torch.einsum("ck,nkhw->nchw", self.mix, x) + self.offset[None, :, None, None]
 
     def extra_repr(self) -> str:
