@@ -229,7 +229,14 @@ class JpegModel(nn.Module):
 
 def _conv_layout(pixels: torch.Tensor) -> torch.Tensor:
     """Pixels for a network of spatial convolutions in channels-last memory order (what a decoder's
-    HWC output gives a spatial model, and what oneDNN's CPU convolutions run fastest on); same values."""
+    HWC output gives a spatial model, and what oneDNN's CPU convolutions run fastest on); same values.
+
+    On one channel ``contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides (a size-1
+    dimension's stride does not count), and convolutions then choose NCHW for the whole network; the
+    view of an HWC buffer has the strides a decoder's gray output has."""
+    if pixels.shape[1] == 1:
+        n, _, h, w = pixels.shape
+        return pixels.reshape(n, h, w, 1).permute(0, 3, 1, 2)
     return pixels.contiguous(memory_format=torch.channels_last)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import operator
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -431,3 +432,26 @@ def test_inference_reuses_buffers_with_the_same_numbers(name, domains):
     xd.requires_grad_(True)
     jpeg_model(xd).sum().backward()  # the out-of-place graph: autograd has every value it needs
     assert xd.grad is not None and torch.isfinite(xd.grad).all()
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_pixel_networks_get_channels_last_input_like_a_decoder(channels):
+    """The folded network's pixels have the strides of a decoder's HWC output, on one channel too (where
+    ``contiguous(memory_format=channels_last)`` keeps NCHW strides, and every convolution after it then
+    runs in NCHW: 1.2-1.3x slower for the paper network on a CPU). Its first convolution's output is
+    then channels-last, as the spatial model's is on decoded images; the logits are the same."""
+    from jpegfx.convert import _conv_layout
+    from jpegfx.jpeg import encode
+
+    x = torch.randn(2, channels, 16, 24, generator=torch.Generator().manual_seed(0))
+    y = _conv_layout(x)
+    assert torch.equal(y, x) and y.stride() == (16 * 24 * channels, 1, 24 * channels, channels)
+    decoded = torch.from_numpy(np.zeros((2, 16, 24, channels), np.float32)).permute(0, 3, 1, 2)  # as from HWC
+    conv = nn.Conv2d(channels, 8, 3, padding=1)
+    assert conv(y).stride() == conv(decoded).stride() == (16 * 24 * 8, 1, 24 * 8, 8)
+    model = (models.create_model("paper") if channels == 1 else build("resnet20", torch.float32)).eval()
+    jpeg_model = jpegfx.convert(model, (32, 32), domains="pixels", subsampling="gray" if channels == 1 else "4:4:4")
+    batch = encode(torch.rand(2, channels, 32, 32, generator=torch.Generator().manual_seed(1)) * 255, quality=90,
+                   subsampling="4:2:0" if channels == 1 else "4:4:4")
+    with torch.no_grad():
+        assert_close_rel(jpeg_model.eval()(batch), model(jpeg_model.spatial_input(batch)))
