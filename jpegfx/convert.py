@@ -34,7 +34,7 @@ from jpegfx.ops.relu import MODES as RELU_MODES
 from jpegfx.passes.context import LayerRecord, PassContext
 from jpegfx.preprocess import Policy
 from jpegfx.registry import ConvertOptions
-from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry, from_dct
+from jpegfx.transforms import MAX_FREQUENCIES, NCOEF, BlockGeometry, channels_last, from_dct
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +213,7 @@ class JpegModel(nn.Module):
             inputs, samplings = batch_tensors(x), tuple(c.sampling for c in x.components)
             folded = self.pixel_network()
             if folded is not None:
-                return self._runnable(folded)(_conv_layout(stage.pixels(*inputs, samplings=samplings)))
+                return self._runnable(folded)(channels_last(stage.pixels(*inputs, samplings=samplings)))
             return self._runnable(self.network)(stage(*inputs, samplings=samplings))
         g = BlockGeometry(*self.spec.input_size)
         expected = (self.spec.channels * NCOEF, g.hb, g.wb)
@@ -223,21 +223,8 @@ class JpegModel(nn.Module):
                              f"at {g.h}x{g.w}")
         folded = self.pixel_network()
         if folded is not None:  # the network's own first op, the inverse DCT, in the layout its convs like
-            return self._runnable(folded)(_conv_layout(from_dct(x, self.spec.input_size)))
+            return self._runnable(folded)(channels_last(from_dct(x, self.spec.input_size)))
         return self._runnable(self.network)(x)
-
-
-def _conv_layout(pixels: torch.Tensor) -> torch.Tensor:
-    """Pixels for a network of spatial convolutions in channels-last memory order (what a decoder's
-    HWC output gives a spatial model, and what oneDNN's CPU convolutions run fastest on); same values.
-
-    On one channel ``contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides (a size-1
-    dimension's stride does not count), and convolutions then choose NCHW for the whole network; the
-    view of an HWC buffer has the strides a decoder's gray output has."""
-    if pixels.shape[1] == 1:
-        n, _, h, w = pixels.shape
-        return pixels.reshape(n, h, w, 1).permute(0, 3, 1, 2)
-    return pixels.contiguous(memory_format=torch.channels_last)
 
 
 def _coefficients(item, tolerant: bool) -> reader.Coefficients:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from jpegfx import jpeg as jpeg_io
+from jpegfx.transforms import channels_last
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ def train_spatial(model: nn.Module, images_u8: np.ndarray, labels: np.ndarray, *
     def make_batch(idx: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         x = to_input(x_all[idx])
         x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-        return x.contiguous(memory_format=torch.channels_last)
+        return channels_last(x)  # a decoder's HWC layout, one channel included
 
     try:
         return _train_loop(model, len(x_all), labels, make_batch, epochs=epochs, batch_size=batch_size, lr=lr,

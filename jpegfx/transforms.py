@@ -61,6 +61,7 @@ __all__ = [
     "block_idct",
     "to_dct",
     "from_dct",
+    "channels_last",
     "compression_map",
     "decompression_map",
     "harmonic_mixing_tensor",
@@ -301,6 +302,19 @@ def to_dct(x: torch.Tensor) -> torch.Tensor:
 def from_dct(coefficients: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """JPEG-domain ``(N, C·64, Hb, Wb)`` → pixels ``(N, C, h, w)`` of logical ``size``."""
     return unblockify(block_idct(coefficients), size)
+
+
+def channels_last(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels ``(N, C, h, w)`` in channels-last memory order, the strides of a decoder's HWC output
+    (what oneDNN's CPU convolutions run fastest on); same values.
+
+    On one channel ``contiguous(memory_format=torch.channels_last)`` keeps the NCHW strides (a size-1
+    dimension's stride does not count), and convolutions then choose NCHW for the whole network; the
+    view of an HWC buffer has the strides a decoder's gray output has."""
+    if pixels.shape[1] == 1:
+        n, _, h, w = pixels.shape
+        return pixels.reshape(n, h, w, 1).permute(0, 3, 1, 2)
+    return pixels.contiguous(memory_format=torch.channels_last)
 
 
 # --------------------------------------------------------------------------------------------

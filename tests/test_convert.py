@@ -440,11 +440,11 @@ def test_pixel_networks_get_channels_last_input_like_a_decoder(channels):
     ``contiguous(memory_format=channels_last)`` keeps NCHW strides, and every convolution after it then
     runs in NCHW: 1.2-1.3x slower for the paper network on a CPU). Its first convolution's output is
     then channels-last, as the spatial model's is on decoded images; the logits are the same."""
-    from jpegfx.convert import _conv_layout
+    from jpegfx.transforms import channels_last
     from jpegfx.jpeg import encode
 
     x = torch.randn(2, channels, 16, 24, generator=torch.Generator().manual_seed(0))
-    y = _conv_layout(x)
+    y = channels_last(x)
     assert torch.equal(y, x) and y.stride() == (16 * 24 * channels, 1, 24 * channels, channels)
     decoded = torch.from_numpy(np.zeros((2, 16, 24, channels), np.float32)).permute(0, 3, 1, 2)  # as from HWC
     conv = nn.Conv2d(channels, 8, 3, padding=1)
