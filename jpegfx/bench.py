@@ -6,7 +6,7 @@ The functions compared are timed round-robin (:func:`interleaved_medians`): run 
 happens between runs ``i`` of the others, so a machine that slows down or speeds up part-way through
 biases all of them alike.
 
-* **end to end** from JPEG bytes in memory: (a) :func:`jpegfx.jpeg.read_jpeg` + the JPEG-domain model,
+* **end to end** from JPEG bytes in memory: (a) :func:`jpegfx.jpeg.read_jpegs` + the JPEG-domain model,
   vs (b) a full libjpeg-turbo decode (simplejpeg when installed, and Pillow) + normalisation + the
   spatial model;
 * **network only**: the JPEG-domain network on the DCT of the input vs the spatial model on the input,
@@ -296,8 +296,8 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
     model, jpeg_model, all_jpeg = model.to(device), jpeg_model.to(device), all_jpeg.to(device)
     files = _jpeg_files(batch, size, channels, seed)
 
-    def read_on_cpu():
-        return jpeg_io.stack([jpeg_io.read_jpeg(f) for f in files])
+    def read_on_cpu():  # the batch reader: one call for the batch, each file decoded into its slot
+        return jpeg_io.read_jpegs(files)
 
     def read_coefficients():
         return read_on_cpu().to(device)

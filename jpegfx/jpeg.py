@@ -64,7 +64,9 @@ __all__ = [
     "Component",
     "JpegBatch",
     "read_jpeg",
+    "read_jpegs",
     "from_coefficients",
+    "from_batch",
     "stack",
     "encode",
     "decode",
@@ -255,6 +257,54 @@ def from_coefficients(coefs: reader.Coefficients) -> JpegBatch:
     return JpegBatch(components=components, size=head.size, color_space=head.color_space)
 
 
+def read_jpegs(
+    sources: Sequence[Source],
+    *,
+    max_pixels: int = reader.MAX_PIXELS,
+    max_bytes: int = reader.MAX_BYTES,
+    max_scans: int = reader.MAX_SCANS,
+    tolerant: bool = False,
+) -> JpegBatch:
+    """Read many JPEGs of one layout (size, colour space, sampling factors) into one batch.
+
+    The batch reader (:func:`jpegfx.reader.read_batches`): each file is decoded straight into its slot
+    of the stacked arrays, with no per-file arrays and no stacking copy, so the per-file cost of
+    :func:`read_jpeg` + :func:`stack` is paid once. Limits and ``tolerant`` as in :func:`read_jpeg`.
+    Raises :class:`JpegError` naming the first source that cannot be read, or the first whose layout
+    differs from the first readable one's (:func:`jpegfx.reader.read_batches` groups mixed layouts).
+    """
+    sources = list(sources)
+    if not sources:
+        raise JpegError("read_jpegs needs at least one source")
+    batches, errors = reader.read_batches(sources, max_pixels=max_pixels, max_bytes=max_bytes,
+                                          max_scans=max_scans, tolerant=tolerant)
+    if errors:
+        i, exc = next(iter(errors.items()))
+        raise JpegError(f"sources[{i}]: {exc}")
+    if len(batches) > 1:
+        first, other = batches[0], batches[1]
+        raise JpegError(f"sources[{other.indices[0]}]: {_layout_text(other.header)} does not match "
+                        f"sources[{first.indices[0]}]'s {_layout_text(first.header)}; read mixed layouts with "
+                        "jpegfx.reader.read_batches")
+    return from_batch(batches[0])
+
+
+def _layout_text(header: reader.Header) -> str:
+    h, w = header.size
+    return f"{w}x{h} (w x h) {header.color_space} {header.subsampling}"
+
+
+def from_batch(batch: reader.Batch) -> JpegBatch:
+    """A batch from :func:`jpegfx.reader.read_batches`' stacked arrays (no copy)."""
+    head = batch.header
+    components = tuple(
+        Component(coefficients=torch.from_numpy(plane), qtable=torch.from_numpy(table), size=c.size,
+                  sampling=c.sampling)
+        for c, plane, table in zip(head.components, batch.planes, batch.qtables)
+    )
+    return JpegBatch(components=components, size=head.size, color_space=head.color_space)
+
+
 # ============================================================================================
 # Batching
 # ============================================================================================
@@ -296,23 +346,6 @@ def stack(batches: Sequence[JpegBatch]) -> JpegBatch:
 # ============================================================================================
 # Upsampling (a fixed linear map, differentiable)
 # ============================================================================================
-def _triangle(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """×2 along ``dim`` (-1 or -2): out[2i] = ¾ in[i] + ¼ in[i−1], out[2i+1] = ¾ in[i] + ¼ in[i+1],
-    edges replicated."""
-    if dim == -1:
-        p = F.pad(x, (1, 1, 0, 0), mode="replicate")
-        before, after = p[..., :-2], p[..., 2:]
-    else:
-        p = F.pad(x, (0, 0, 1, 1), mode="replicate")
-        before, after = p[..., :-2, :], p[..., 2:, :]
-    even = 0.75 * x + 0.25 * before
-    odd = 0.75 * x + 0.25 * after
-    out = torch.stack((even, odd), dim=dim)  # (..., n, 2) or (..., n, 2, w)
-    if dim == -1:
-        return out.flatten(-2)
-    return out.flatten(-3, -2)
-
-
 def upsample_chroma(
     plane: torch.Tensor, factors: tuple[int, int], size: tuple[int, int], method: str = "fancy"
 ) -> torch.Tensor:
@@ -337,10 +370,11 @@ def upsample_chroma(
     x = plane
     fancy = method == "fancy" and (fv, fh) in ((2, 1), (1, 2), (2, 2)) and not (fh == 2 and wc <= 2)
     if fancy:
-        if fv == 2:
-            x = _triangle(x, -2)
-        if fh == 2:
-            x = _triangle(x, -1)
+        # The triangle filter out[2i] = ¾ in[i] + ¼ in[i−1], out[2i+1] = ¾ in[i] + ¼ in[i+1] (edges
+        # replicated) is bilinear interpolation with half-pixel centres: output 2i+t samples input
+        # position i − ¼ + t/2, and a clamped coordinate replicates the edge. One resampling op does both
+        # directions (one Resize node in ONNX).
+        x = F.interpolate(x, size=(fv * hc, fh * wc), mode="bilinear", align_corners=False)
     else:
         if fv > 1:
             x = x.repeat_interleave(fv, dim=-2)

@@ -28,6 +28,7 @@ from jpegfx.jpeg import (
     decode,
     encode,
     read_jpeg,
+    read_jpegs,
     stack,
     standard_qtables,
     upsample_chroma,
@@ -536,6 +537,34 @@ def test_stack_mismatches(photo):
         stack([])
 
 
+def test_read_jpegs_is_the_stack_of_read_jpeg(photo, tmp_path):
+    files = [pillow_jpeg(crop_of(photo, 45, 61, top=t), q, "4:2:0") for t, q in ((100, 60), (150, 95), (200, 75))]
+    path = tmp_path / "p.jpg"
+    path.write_bytes(files[1])
+    sources = [files[0], str(path), io.BytesIO(files[2])]  # bytes, a path and a file object
+    batch = read_jpegs(sources)
+    ref = stack([read_jpeg(f) for f in files])
+    assert batch.size == ref.size == (45, 61) and batch.color_space == "ycbcr" and batch.batch_size == 3
+    assert same_coefficients(batch, ref)
+    assert [c.sampling for c in batch.components] == [c.sampling for c in ref.components]
+    assert [c.size for c in batch.components] == [c.size for c in ref.components]
+    assert not torch.equal(batch.components[0].qtable[0], batch.components[0].qtable[1])  # per-image tables
+    gray = read_jpegs([pillow_jpeg(np.ascontiguousarray(crop_of(photo, 16, 24)[..., 0]), 80)])
+    assert gray.color_space == "gray" and gray.batch_size == 1
+
+
+def test_read_jpegs_names_the_bad_source(photo):
+    good = pillow_jpeg(crop_of(photo, 48, 64), 75, "4:2:0")
+    with pytest.raises(JpegError, match=r"^sources\[1\]: .*"):
+        read_jpegs([good, good[: len(good) // 2], good])
+    other = pillow_jpeg(crop_of(photo, 48, 64), 75, "4:4:4")
+    with pytest.raises(JpegError, match=r"^sources\[2\]: 64x48 \(w x h\) ycbcr 4:4:4 does not match "
+                                        r"sources\[0\]'s 64x48 \(w x h\) ycbcr 4:2:0"):
+        read_jpegs([good, good, other])
+    with pytest.raises(JpegError, match="at least one"):
+        read_jpegs([])
+
+
 # --------------------------------------------------------------------------------------------
 # 8. Sources
 # --------------------------------------------------------------------------------------------
@@ -579,6 +608,30 @@ def test_upsample_chroma_fancy_formula():
     assert upsample_chroma(x, (1, 4), (1, 12)).flatten().tolist() == [10.0] * 4 + [20.0] * 4 + [40.0] * 4
     with pytest.raises(ValueError):
         upsample_chroma(x, (1, 2), (1, 7))
+
+
+def _jdsample_h2v2(p: torch.Tensor) -> torch.Tensor:
+    """libjpeg's h2v2 fancy upsampling written out pixel by pixel: each output pixel is
+    (9·nearest + 3·(the two next nearest) + 1·(diagonal)) / 16 of its 2×2 input neighbourhood, the
+    neighbours outside the plane replaced by its edge."""
+    h, w = p.shape
+    out = torch.empty(2 * h, 2 * w, dtype=p.dtype)
+    for i in range(2 * h):
+        r, dr = i // 2, (-1 if i % 2 == 0 else 1)
+        for j in range(2 * w):
+            c, dc = j // 2, (-1 if j % 2 == 0 else 1)
+            r2, c2 = min(max(r + dr, 0), h - 1), min(max(c + dc, 0), w - 1)
+            out[i, j] = (9 * p[r, c] + 3 * p[r2, c] + 3 * p[r, c2] + p[r2, c2]) / 16
+    return out
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (4, 4), (1, 6), (7, 3)])
+def test_upsample_chroma_h2v2_is_the_jdsample_filter_at_every_pixel(shape):
+    p = torch.rand(*shape, generator=torch.Generator().manual_seed(sum(shape)), dtype=torch.float64) * 255
+    got = upsample_chroma(p[None, None], (2, 2), (2 * shape[0], 2 * shape[1]))[0, 0]
+    assert torch.allclose(got, _jdsample_h2v2(p), rtol=0, atol=1e-12)
+    odd = upsample_chroma(p[None, None], (2, 2), (2 * shape[0] - 1, 2 * shape[1] - 1))[0, 0]  # cropped
+    assert torch.equal(odd, got[:-1, :-1])
 
 
 def test_upsample_chroma_is_linear_and_differentiable():

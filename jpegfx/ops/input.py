@@ -27,7 +27,7 @@ from jpegfx import jpeg as jpeg_io
 from jpegfx import transforms as T
 from jpegfx.errors import UsageError
 from jpegfx.ops.base import DerivedMaps, PaddingMask, add_channel_constant
-from jpegfx.transforms import NCOEF, BlockGeometry
+from jpegfx.transforms import BLOCK, NCOEF, BlockGeometry
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 UPSAMPLING = ("fancy", "nearest")
@@ -112,6 +112,7 @@ class JpegInputStage(DerivedMaps):
         self.register_map("mix", a, dtype)
         self.register_map("offset", d, dtype)
         self.register_map("pattern", self.geometry.constant_pattern(), dtype)
+        self.register_map("idct", T.dct_basis(), dtype)  # pixel block (row) = coefficients (row) · D
         self.sizes, self.factors = component_layout(size, self.samplings)
         self.mask = PaddingMask(self.geometry, dtype)
 
@@ -157,26 +158,32 @@ class JpegInputStage(DerivedMaps):
     def pixels(self, *inputs: torch.Tensor, samplings: tuple[tuple[int, int], ...] | None = None) -> torch.Tensor:
         """The same input as normalised pixels ``(N, C, h, w)`` — what :meth:`forward` gives before its
         block DCT — for networks whose first op is the inverse DCT (``convert(domains="pixels")``):
-        dequantise, IDCT, upsample, ``A · ycc + d``, with no transform pair in between."""
+        dequantise, IDCT, upsample, ``A · ycc + d``, with no transform pair in between.
+
+        The blocks stay rows in the order the file gives them: dequantised, then one product with the
+        (64, 64) inverse DCT over every block of the batch; components of one geometry (Cb and Cr)
+        share that product and one upsampling."""
         coefficients, tables, sizes, factors = self._split(inputs, samplings)
         dtype, full = self.mix.dtype, (self.geometry.h, self.geometry.w)
-        groups: list[tuple[tuple, list[torch.Tensor]]] = []  # runs of components of one geometry (Cb, Cr)
+        groups: list[tuple[tuple, list[int]]] = []  # runs of components of one geometry
         for j in self.used:
-            c = coefficients[j]
-            f = c.to(dtype).reshape(c.shape[0], c.shape[1], c.shape[2], NCOEF) * tables[j].to(dtype)[:, None, None, :]
-            key = (sizes[j], factors[j], tuple(c.shape[1:3]))
+            key = (sizes[j], factors[j], tuple(coefficients[j].shape[1:3]))
             if groups and groups[-1][0] == key:
-                groups[-1][1].append(f)
+                groups[-1][1].append(j)
             else:
-                groups.append((key, [f]))
+                groups.append((key, [j]))
         planes = []
-        for (size, factor, _), fs in groups:  # one inverse DCT and one upsampling per run, channels side by side
-            f = torch.stack(fs, dim=1) if len(fs) > 1 else fs[0][:, None]  # (N, g, Hb_j, Wb_j, 64)
-            n, g, hb, wb = f.shape[:4]
-            x = T.from_dct(f.permute(0, 1, 4, 2, 3).reshape(n, g * NCOEF, hb, wb), size)
+        for (size, factor, (hb, wb)), js in groups:
+            c = torch.stack([coefficients[j] for j in js], dim=1) if len(js) > 1 else coefficients[js[0]][:, None]
+            q = torch.stack([tables[j] for j in js], dim=1) if len(js) > 1 else tables[js[0]][:, None]
+            n, g = c.shape[0], c.shape[1]
+            f = c.reshape(n, g, hb * wb, NCOEF).to(dtype) * q.to(dtype)[:, :, None, :]  # dequantised
+            rows = torch.matmul(f, self.idct)  # (N, g, Hb·Wb, 64) pixel blocks: one product over every block
+            x = rows.reshape(n, g, hb, wb, BLOCK, BLOCK).transpose(3, 4).reshape(n, g, hb * BLOCK, wb * BLOCK)
+            x = x[..., : size[0], : size[1]]
             planes.append(x if size == full else jpeg_io.upsample_chroma(x, factor, full, self.upsampling))
         x = torch.cat(planes, dim=1) if len(planes) > 1 else planes[0]  # (N, K, h, w)
-        return torch.einsum("ck,nkhw->nchw", self.mix, x) + self.offset[None, :, None, None]
+        return torch.einsum("ck,nkhw->nchw", self.mix, x).add_(self.offset[None, :, None, None])
 
     def extra_repr(self) -> str:
         return (f"{self.geometry.h}x{self.geometry.w}, {self.color_space} {self.samplings} -> {self.channels} "
