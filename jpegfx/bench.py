@@ -9,6 +9,8 @@ biases all of them alike.
 * **end to end** from JPEG bytes in memory: (a) :func:`jpegfx.jpeg.read_jpegs` + the JPEG-domain model,
   vs (b) a full libjpeg-turbo decode (simplejpeg when installed, and Pillow) + normalisation + the
   spatial model;
+* **input only**: what stands where the spatial pipeline decodes and normalises, read + the input
+  stage (:meth:`~jpegfx.convert.JpegModel.network_input`) vs each decode + normalisation;
 * **network only**: the JPEG-domain network on the DCT of the input vs the spatial model on the input,
   with the ``elide_transforms`` pass (the default) and without it (every value in the JPEG domain);
 * **onnxruntime** (``onnx=True``): both models exported to ONNX and run on the CPU provider with the
@@ -312,11 +314,14 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
         xd = to_dct(x)
         result.checks["elided_vs_all_jpeg"] = _rel(jpeg_model.network(xd), all_jpeg.network(xd))
         result.checks["jpeg_network_vs_spatial"] = _rel(jpeg_model.network(xd), model(x))
+        xin = jpeg_model.network_input(coeffs)  # the JPEG path's own input, up to the decoders' rounding
+        result.checks["jpeg_input_vs_pillow"] = _rel(xin, x if xin.shape == x.shape else xd)
         for name, dec in decoders.items():  # every baseline feeds the spatial model the same image, up to decoders
             if name != "pillow":
                 result.checks[f"{name}_input_vs_pillow"] = _rel(dec(), x)
         timed = {"read_coefficients": read_coefficients,
                  **{f"decode_{name}": dec for name, dec in decoders.items()},
+                 "jpeg_input_from_bytes": lambda: jpeg_model.network_input(read_coefficients()),
                  "jpeg_model_from_coefficients": lambda: jpeg_model(coeffs),
                  "jpeg_network_only": lambda: jpeg_model(xd),  # the model's own inference path
                  "jpeg_network_only_all_jpeg": lambda: all_jpeg(xd),
@@ -326,6 +331,8 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
         t.update(interleaved_medians({k: _synchronized(fn, sync) for k, fn in timed.items()}, warmup, repeat))
     for name in decoders:
         result.ratios[f"end_to_end_jpeg_over_{name}_spatial"] = t["end_to_end_jpeg"] / t[f"end_to_end_{name}_spatial"]
+    for name in decoders:  # the networks' input alone: read + input stage vs decode + normalise
+        result.ratios[f"input_jpeg_over_{name}_decode"] = t["jpeg_input_from_bytes"] / t[f"decode_{name}"]
     result.ratios["network_jpeg_over_spatial"] = t["jpeg_network_only"] / t["spatial_network_only"]
     result.ratios["network_all_jpeg_over_spatial"] = t["jpeg_network_only_all_jpeg"] / t["spatial_network_only"]
     result.ratios["images_per_second_jpeg"] = batch / t["end_to_end_jpeg"]

@@ -146,6 +146,17 @@ class JpegModel(nn.Module):
                                self.spec.normalize, self.spec.upsampling, self.dtype)
         return stage.to(base.pattern.device).eval()
 
+    def network_input(self, batch: jpeg_io.JpegBatch) -> torch.Tensor:
+        """What the network runs on for ``batch`` (of the model's size): the input stage's normalised
+        pixels in channels-last order for a network that starts on pixels (``domains="pixels"``), its
+        JPEG-domain ``(N, C·64, Hb, Wb)`` otherwise. The part of ``model(batch)`` that stands where a
+        spatial pipeline decodes and normalises."""
+        stage = self.input_stages[self._stage_keys[batch.color_space]]
+        inputs, samplings = batch_tensors(batch), tuple(c.sampling for c in batch.components)
+        if self.pixel_network() is not None:
+            return channels_last(stage.pixels(*inputs, samplings=samplings))
+        return stage(*inputs, samplings=samplings)
+
     def spatial_input(self, batch: jpeg_io.JpegBatch) -> torch.Tensor:
         """What the spatial model sees for ``batch`` (float decode, channel policy, normalisation)."""
         return spatial_model_input(batch, self.spec.channels, self.spec.normalize, self.spec.upsampling, self.dtype)
@@ -209,12 +220,8 @@ class JpegModel(nn.Module):
         if isinstance(x, jpeg_io.JpegBatch):
             if tuple(x.size) != tuple(self.spec.input_size):
                 return self.at_size(x.size)(x)
-            stage = self.input_stages[self._stage_keys[x.color_space]]
-            inputs, samplings = batch_tensors(x), tuple(c.sampling for c in x.components)
             folded = self.pixel_network()
-            if folded is not None:
-                return self._runnable(folded)(channels_last(stage.pixels(*inputs, samplings=samplings)))
-            return self._runnable(self.network)(stage(*inputs, samplings=samplings))
+            return self._runnable(self.network if folded is None else folded)(self.network_input(x))
         g = BlockGeometry(*self.spec.input_size)
         expected = (self.spec.channels * NCOEF, g.hb, g.wb)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:

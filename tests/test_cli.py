@@ -188,20 +188,22 @@ def test_bench_smoke_json():
     assert result.returncode == 0, result.stderr
     [r] = json.loads(result.stdout)
     assert r["model"] == "paper" and r["batch"] == 2
-    for key in ("read_coefficients", "decode_pillow", "end_to_end_jpeg", "jpeg_network_only", "spatial_network_only",
-                "jpeg_network_only_all_jpeg", "ort_end_to_end_jpeg", "ort_end_to_end_pillow_spatial"):
+    for key in ("read_coefficients", "decode_pillow", "jpeg_input_from_bytes", "end_to_end_jpeg", "jpeg_network_only",
+                "spatial_network_only", "jpeg_network_only_all_jpeg", "ort_end_to_end_jpeg",
+                "ort_end_to_end_pillow_spatial"):
         assert r["seconds"][key] > 0
-    assert r["ratios"]["network_jpeg_over_spatial"] > 0 and r["layers"]
+    assert r["ratios"]["network_jpeg_over_spatial"] > 0 and r["ratios"]["input_jpeg_over_pillow_decode"] > 0
+    assert r["layers"]
     assert r["ratios"]["ort_end_to_end_jpeg_over_pillow_spatial"] > 0
     assert r["device"] == "cpu"
     # what is timed computes the same functions: elided = all-JPEG = spatial, onnxruntime = torch
     networks = {"elided_vs_all_jpeg", "jpeg_network_vs_spatial", "ort_jpeg_vs_torch", "ort_spatial_vs_torch"}
     assert networks <= set(r["checks"])
     assert all(r["checks"][key] <= 1e-4 for key in networks), r["checks"]
-    # and every decoder baseline feeds the spatial model the image Pillow decodes
+    # and the JPEG path and every decoder baseline feed their networks the image Pillow decodes
     decoders = set(r["checks"]) - networks
-    assert decoders == {f"{name}_input_vs_pillow" for name in ("simplejpeg", "torchvision")
-                        if importlib.util.find_spec(name)}
+    assert decoders == {f"{name}_input_vs_pillow" for name in ("jpeg", "simplejpeg", "torchvision")
+                        if name == "jpeg" or importlib.util.find_spec(name)}
     assert all(r["checks"][key] <= DECODER_RTOL for key in decoders), r["checks"]
 
 

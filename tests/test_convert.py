@@ -455,3 +455,27 @@ def test_pixel_networks_get_channels_last_input_like_a_decoder(channels):
                    subsampling="4:2:0" if channels == 1 else "4:4:4")
     with torch.no_grad():
         assert_close_rel(jpeg_model.eval()(batch), model(jpeg_model.spatial_input(batch)))
+
+
+@pytest.mark.parametrize("domains", ["pixels", "jpeg"])
+def test_network_input_is_what_the_network_runs_on(domains):
+    """``network_input`` (what ``jpegfx bench`` times against decode + normalise) is the part of
+    ``model(batch)`` before the network: the spatial model's input, as pixels (channels-last) or in
+    the JPEG domain, and the network on it gives the model's logits."""
+    from jpegfx.jpeg import encode
+    from jpegfx.transforms import to_dct
+
+    model = build("resnet20", torch.float64).eval()
+    jpeg_model = jpegfx.convert(model, (24, 40), domains=domains, normalize="imagenet", subsampling="4:2:0").eval()
+    batch = encode(torch.rand(3, 3, 24, 40, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 255,
+                   quality=80, subsampling="4:2:0")
+    with torch.no_grad():
+        x, reference = jpeg_model.network_input(batch), jpeg_model.spatial_input(batch)
+        if domains == "pixels":
+            assert x.shape == reference.shape and x.is_contiguous(memory_format=torch.channels_last)
+            assert_close_rel(x, reference)
+            network = jpeg_model.pixel_network()
+        else:
+            assert_close_rel(x, to_dct(reference))
+            network = jpeg_model.network
+        assert torch.equal(network(x), jpeg_model(batch))
