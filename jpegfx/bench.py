@@ -314,8 +314,10 @@ def run_bench(model_name: str = "resnet18", size: tuple[int, int] = (224, 224), 
         xd = to_dct(x)
         result.checks["elided_vs_all_jpeg"] = _rel(jpeg_model.network(xd), all_jpeg.network(xd))
         result.checks["jpeg_network_vs_spatial"] = _rel(jpeg_model.network(xd), model(x))
-        xin = jpeg_model.network_input(coeffs)  # the JPEG path's own input, up to the decoders' rounding
-        result.checks["jpeg_input_vs_pillow"] = _rel(xin, x if xin.shape == x.shape else xd)
+        # the JPEG path's input is the float decode of the coefficients (no rounding, no clamping)
+        xin, reference = jpeg_model.network_input(coeffs), jpeg_model.spatial_input(coeffs)
+        result.checks["jpeg_input_vs_float_decode"] = _rel(xin, reference if xin.shape == reference.shape
+                                                           else to_dct(reference))
         for name, dec in decoders.items():  # every baseline feeds the spatial model the same image, up to decoders
             if name != "pillow":
                 result.checks[f"{name}_input_vs_pillow"] = _rel(dec(), x)

@@ -196,14 +196,16 @@ def test_bench_smoke_json():
     assert r["layers"]
     assert r["ratios"]["ort_end_to_end_jpeg_over_pillow_spatial"] > 0
     assert r["device"] == "cpu"
-    # what is timed computes the same functions: elided = all-JPEG = spatial, onnxruntime = torch
-    networks = {"elided_vs_all_jpeg", "jpeg_network_vs_spatial", "ort_jpeg_vs_torch", "ort_spatial_vs_torch"}
+    # what is timed computes the same functions: elided = all-JPEG = spatial, onnxruntime = torch, the
+    # JPEG path's input = the float decode
+    networks = {"elided_vs_all_jpeg", "jpeg_network_vs_spatial", "ort_jpeg_vs_torch", "ort_spatial_vs_torch",
+                "jpeg_input_vs_float_decode"}
     assert networks <= set(r["checks"])
     assert all(r["checks"][key] <= 1e-4 for key in networks), r["checks"]
-    # and the JPEG path and every decoder baseline feed their networks the image Pillow decodes
+    # and every decoder baseline feeds the spatial model the image Pillow decodes
     decoders = set(r["checks"]) - networks
-    assert decoders == {f"{name}_input_vs_pillow" for name in ("jpeg", "simplejpeg", "torchvision")
-                        if name == "jpeg" or importlib.util.find_spec(name)}
+    assert decoders == {f"{name}_input_vs_pillow" for name in ("simplejpeg", "torchvision")
+                        if importlib.util.find_spec(name)}
     assert all(r["checks"][key] <= DECODER_RTOL for key in decoders), r["checks"]
 
 
