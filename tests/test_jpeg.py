@@ -561,6 +561,9 @@ def test_read_jpegs_names_the_bad_source(photo):
     with pytest.raises(JpegError, match=r"^sources\[2\]: 64x48 \(w x h\) ycbcr 4:4:4 does not match "
                                         r"sources\[0\]'s 64x48 \(w x h\) ycbcr 4:2:0"):
         read_jpegs([good, good, other])
+    same_grid = pillow_jpeg(crop_of(photo, 47, 64), 75, "4:2:0")  # one row less: the same block grids
+    with pytest.raises(JpegError, match=r"^sources\[1\]: 64x47 \(w x h\) ycbcr 4:2:0 does not match"):
+        read_jpegs([good, same_grid])
     with pytest.raises(JpegError, match="at least one"):
         read_jpegs([])
 
