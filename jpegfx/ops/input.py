@@ -176,14 +176,15 @@ class JpegInputStage(DerivedMaps):
         for (size, factor, (hb, wb)), js in groups:
             c = torch.stack([coefficients[j] for j in js], dim=1) if len(js) > 1 else coefficients[js[0]][:, None]
             q = torch.stack([tables[j] for j in js], dim=1) if len(js) > 1 else tables[js[0]][:, None]
-            n, g = c.shape[0], c.shape[1]
-            f = c.reshape(n, g, hb * wb, NCOEF).to(dtype) * q.to(dtype)[:, :, None, :]  # dequantised
+            g = len(js)  # batch dimensions as -1: no shape arithmetic on N in an exported graph
+            f = c.reshape(-1, g, hb * wb, NCOEF).to(dtype) * q.to(dtype)[:, :, None, :]  # dequantised
             rows = torch.matmul(f, self.idct)  # (N, g, Hb·Wb, 64) pixel blocks: one product over every block
-            x = rows.reshape(n, g, hb, wb, BLOCK, BLOCK).transpose(3, 4).reshape(n, g, hb * BLOCK, wb * BLOCK)
+            x = rows.reshape(-1, g, hb, wb, BLOCK, BLOCK).transpose(3, 4).reshape(-1, g, hb * BLOCK, wb * BLOCK)
             x = x[..., : size[0], : size[1]]
             planes.append(x if size == full else jpeg_io.upsample_chroma(x, factor, full, self.upsampling))
         x = torch.cat(planes, dim=1) if len(planes) > 1 else planes[0]  # (N, K, h, w)
-        return torch.einsum("ck,nkhw->nchw", self.mix, x).add_(self.offset[None, :, None, None])
+        x = torch.matmul(self.mix, x.flatten(2)).reshape(-1, self.channels, *full)  # A · ycc, every pixel
+        return x.add_(self.offset[None, :, None, None])
 
     def extra_repr(self) -> str:
         return (f"{self.geometry.h}x{self.geometry.w}, {self.color_space} {self.samplings} -> {self.channels} "
