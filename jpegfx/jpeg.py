@@ -363,7 +363,7 @@ def upsample_chroma(
     fv, fh = int(factors[0]), int(factors[1])
     if fv < 1 or fh < 1:
         raise ValueError(f"upsampling factors must be positive integers, got {factors}")
-    hc, wc = plane.shape[-2:]
+    hc, wc = (int(d) for d in plane.shape[-2:])  # static: constants in exported graphs
     h, w = size
     if fv * hc < h or fh * wc < w:
         raise ValueError(f"plane {hc}x{wc} upsampled by {fv}x{fh} cannot cover {h}x{w} (h x w)")

@@ -167,7 +167,7 @@ class JpegInputStage(DerivedMaps):
         dtype, full = self.mix.dtype, (self.geometry.h, self.geometry.w)
         groups: list[tuple[tuple, list[int]]] = []  # runs of components of one geometry
         for j in self.used:
-            key = (sizes[j], factors[j], tuple(coefficients[j].shape[1:3]))
+            key = (sizes[j], factors[j], tuple(int(d) for d in coefficients[j].shape[1:3]))  # static in a graph
             if groups and groups[-1][0] == key:
                 groups[-1][1].append(j)
             else:
@@ -176,7 +176,7 @@ class JpegInputStage(DerivedMaps):
         for (size, factor, (hb, wb)), js in groups:
             c = torch.stack([coefficients[j] for j in js], dim=1) if len(js) > 1 else coefficients[js[0]][:, None]
             q = torch.stack([tables[j] for j in js], dim=1) if len(js) > 1 else tables[js[0]][:, None]
-            g = len(js)  # batch dimensions as -1: no shape arithmetic on N in an exported graph
+            g = len(js)  # the batch dimension as -1: no shape arithmetic in an exported graph
             f = c.reshape(-1, g, hb * wb, NCOEF).to(dtype) * q.to(dtype)[:, :, None, :]  # dequantised
             rows = torch.matmul(f, self.idct)  # (N, g, Hb·Wb, 64) pixel blocks: one product over every block
             x = rows.reshape(-1, g, hb, wb, BLOCK, BLOCK).transpose(3, 4).reshape(-1, g, hb * BLOCK, wb * BLOCK)
