@@ -147,10 +147,13 @@ class JpegModel(nn.Module):
         return stage.to(base.pattern.device).eval()
 
     def network_input(self, batch: jpeg_io.JpegBatch) -> torch.Tensor:
-        """What the network runs on for ``batch`` (of the model's size): the input stage's normalised
-        pixels in channels-last order for a network that starts on pixels (``domains="pixels"``), its
-        JPEG-domain ``(N, C·64, Hb, Wb)`` otherwise. The part of ``model(batch)`` that stands where a
-        spatial pipeline decodes and normalises."""
+        """What the network runs on for ``batch``: the input stage's normalised pixels in channels-last
+        order for a network that starts on pixels (``domains="pixels"``), its JPEG-domain
+        ``(N, C·64, Hb, Wb)`` otherwise. The part of ``model(batch)`` that stands where a spatial
+        pipeline decodes and normalises. A batch of another size goes to the model for its size, as in
+        ``forward`` (a one-line error for a one-size model)."""
+        if tuple(batch.size) != tuple(self.spec.input_size):
+            return self.at_size(batch.size).network_input(batch)
         stage = self.input_stages[self._stage_keys[batch.color_space]]
         inputs, samplings = batch_tensors(batch), tuple(c.sampling for c in batch.components)
         if self.pixel_network() is not None:

@@ -479,3 +479,7 @@ def test_network_input_is_what_the_network_runs_on(domains):
             assert_close_rel(x, to_dct(reference))
             network = jpeg_model.network
         assert torch.equal(network(x), jpeg_model(batch))
+        other = encode(torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 255,
+                       quality=80, subsampling="4:2:0")
+        with pytest.raises(jpegfx.errors.UsageError, match="16x24|24x16"):  # a one-size model: refused, not cropped
+            jpeg_model.network_input(other)
