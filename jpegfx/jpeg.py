@@ -244,17 +244,8 @@ def read_jpeg(
 
 def from_coefficients(coefs: reader.Coefficients) -> JpegBatch:
     """A batch of one from :func:`jpegfx.reader.read_coefficients`' arrays (no copy)."""
-    head = coefs.header
-    components = tuple(
-        Component(
-            coefficients=torch.from_numpy(plane[None]),
-            qtable=torch.from_numpy(table.reshape(1, NCOEF)),
-            size=c.size,
-            sampling=c.sampling,
-        )
-        for c, plane, table in zip(head.components, coefs.planes, coefs.qtables)
-    )
-    return JpegBatch(components=components, size=head.size, color_space=head.color_space)
+    return from_batch(reader.Batch(coefs.header, tuple(p[None] for p in coefs.planes),
+                                   tuple(q.reshape(1, NCOEF) for q in coefs.qtables), (0,)))
 
 
 def read_jpegs(
